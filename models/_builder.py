@@ -1,0 +1,98 @@
+"""Registration and building helpers shared by every zoo family file.
+
+The naming rule (README "Names"): every zoo model is registered with timm as ``zoo_<name>``;
+it is also registered under the plain ``<name>`` (the official repositories' names) unless
+timm itself already ships that name — timm's own models are never shadowed.
+
+A family file writes its entrypoints and cfgs with plain names::
+
+    default_cfgs = zoo_default_cfgs({'biformer_tiny.in1k': _cfg(url=...)})
+
+    @register_zoo_model
+    def biformer_tiny(pretrained=False, **kwargs):
+        return _create_biformer('biformer_tiny', pretrained, **dict(model_args, **kwargs))
+
+and builds through :func:`build_zoo_model`, which always resolves the pretrained cfg of the
+``zoo_`` name, so a plain name that timm also ships can never pick up timm's cfg.
+"""
+import fnmatch
+from typing import Callable, Dict, List, Optional
+
+import timm
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+
+__all__ = [
+    'ZOO_PREFIX', 'register_zoo_model', 'zoo_default_cfgs', 'build_zoo_model', 'zoo_model_names',
+    'to_zoo_name', 'is_zoo_model',
+]
+
+ZOO_PREFIX = 'zoo_'
+
+# plain name -> canonical zoo_ name, for every model this package registered
+_ZOO_MODELS: Dict[str, str] = {}
+# plain names that are registered in timm under the plain name too (timm had no such model)
+_PLAIN_REGISTERED: set = set()
+
+
+def _timm_ships(name: str) -> bool:
+    """True when timm (or another package) already owns ``name``, i.e. it is not ours."""
+    return timm.is_model(name) and name not in _PLAIN_REGISTERED
+
+
+def zoo_default_cfgs(cfgs: Dict[str, dict]):
+    """`generate_default_cfgs` over plain ``arch.tag`` keys, duplicated under ``zoo_arch.tag``.
+
+    timm's ``hf_hub_id='timm/'`` shorthand would resolve to ``timm/zoo_<arch>``; pass full hub
+    ids instead (``'timm/efficientvit_m0.r224_in1k'``).
+    """
+    both = {}
+    for key, cfg in cfgs.items():
+        both[key] = cfg
+        both[ZOO_PREFIX + key] = dict(cfg)
+    return generate_default_cfgs(both)
+
+
+def register_zoo_model(fn: Callable) -> Callable:
+    """Register ``fn`` as ``zoo_<name>`` and, where timm has no such name, as ``<name>``."""
+    name = fn.__name__
+    if name.startswith(ZOO_PREFIX):
+        raise ValueError(f'entrypoint {name!r}: write the plain name; the {ZOO_PREFIX!r} alias is added here')
+    names = [ZOO_PREFIX + name]
+    if not _timm_ships(name):
+        names.append(name)
+        _PLAIN_REGISTERED.add(name)
+    for reg_name in names:
+        def entrypoint(pretrained: bool = False, _fn=fn, **kwargs):
+            return _fn(pretrained=pretrained, **kwargs)
+        entrypoint.__name__ = entrypoint.__qualname__ = reg_name
+        entrypoint.__module__ = fn.__module__
+        entrypoint.__doc__ = fn.__doc__
+        register_model(entrypoint)
+    _ZOO_MODELS[name] = ZOO_PREFIX + name
+    return fn
+
+
+def build_zoo_model(model_cls, variant: str, pretrained: bool = False, **kwargs):
+    """`timm.models.build_model_with_cfg` with the pretrained cfg of ``zoo_<variant>``."""
+    return build_model_with_cfg(model_cls, to_zoo_name(variant), pretrained, **kwargs)
+
+
+def to_zoo_name(name: str) -> str:
+    """Canonical ``zoo_`` name for a plain or ``zoo_`` name (``arch.tag`` keeps its tag)."""
+    arch, dot, tag = name.partition('.')
+    if arch.startswith(ZOO_PREFIX):
+        return name
+    return ZOO_PREFIX + arch + dot + tag
+
+
+def is_zoo_model(name: str) -> bool:
+    arch = name.partition('.')[0]
+    return arch.removeprefix(ZOO_PREFIX) in _ZOO_MODELS
+
+
+def zoo_model_names(pattern: Optional[str] = None) -> List[str]:
+    """Canonical ``zoo_`` names, sorted; ``pattern`` (fnmatch) may be written with or without the prefix."""
+    names = sorted(_ZOO_MODELS.values())
+    if not pattern:
+        return names
+    return [n for n in names if fnmatch.fnmatch(n, pattern) or fnmatch.fnmatch(n[len(ZOO_PREFIX):], pattern)]

@@ -1,0 +1,46 @@
+"""The one dispatch rule for every zoo operator.
+
+Triton kernels run when all of these hold: Triton is importable, the tensors are on CUDA, the
+code is not being scripted or exported (ONNX / torch.export need the plain-PyTorch reference,
+which every exporter understands), and ``ZOO_OPS`` is not ``reference``. Otherwise the
+reference runs: CPU, ONNX export, TorchScript, and ``ZOO_OPS=reference`` everywhere.
+
+``ZOO_OPS`` is read at call time, so a benchmark or test can flip it inside one process.
+"""
+import importlib.util
+import os
+
+import torch
+
+__all__ = ['HAS_TRITON', 'ops_mode', 'use_triton', 'is_exporting']
+
+HAS_TRITON = importlib.util.find_spec('triton') is not None
+_MODES = ('auto', 'reference', 'triton')
+
+
+def ops_mode() -> str:
+    mode = os.environ.get('ZOO_OPS', 'auto').strip().lower() or 'auto'
+    if mode not in _MODES:
+        raise ValueError(f'ZOO_OPS={mode!r} is not one of {_MODES}')
+    return mode
+
+
+def is_exporting() -> bool:
+    """True while torch.jit scripting/tracing, ONNX export or torch.export trace the model."""
+    if torch.jit.is_scripting() or torch.jit.is_tracing():
+        return True
+    if torch.onnx.is_in_onnx_export():
+        return True
+    compiler = getattr(torch, 'compiler', None)
+    return bool(compiler is not None and hasattr(compiler, 'is_exporting') and compiler.is_exporting())
+
+
+def use_triton(*tensors: torch.Tensor) -> bool:
+    """Whether the Triton path should run for these inputs (see the module docstring)."""
+    mode = ops_mode()
+    if mode == 'reference' or not HAS_TRITON or is_exporting():
+        return False
+    on_cuda = all(t.is_cuda for t in tensors if t is not None)
+    if mode == 'triton' and not on_cuda:
+        raise RuntimeError('ZOO_OPS=triton needs CUDA tensors (the kernels run on GPU; CPU uses the reference)')
+    return on_cuda

@@ -1,0 +1,67 @@
+"""Multi-head attention over many small sequences with an additive bias: the readable specification.
+
+    out[b, h] = softmax(scale * q[b, h] @ k[b, h]^T + bias[b % Bb, h]) @ v[b, h]
+
+Shapes: q [B, H, N, D], k [B, H, M, D], v [B, H, M, Dv]; ``bias`` is optional and broadcasts
+to [Bb, H, N, M] where ``B % Bb == 0`` and batch b uses bias[b % Bb]. That one rule covers
+a table shared by every window (Bb = 1: relative-position / attention-bias tables), one mask
+per window position (Bb = windows per image, with B = images * windows) and a bias per item
+(Bb = B). The softmax is computed in fp32 whatever the input dtype (MOAT and others rely on it).
+
+This is the path every CPU user and every ONNX export runs, so it is plain, vectorised torch.
+"""
+from typing import Optional
+
+import torch
+
+__all__ = ['attention_reference', 'normalize_bias']
+
+
+def normalize_bias(bias: Optional[torch.Tensor], q: torch.Tensor, k: torch.Tensor) -> Optional[torch.Tensor]:
+    """Check ``bias`` against q/k and return it as a 4-D [Bb, Hb, N, M] view (Hb in {1, H})."""
+    if bias is None:
+        return None
+    B, H, N, _ = q.shape
+    M = k.shape[2]
+    if bias.dim() == 2:
+        bias = bias[None, None]
+    elif bias.dim() == 3:
+        bias = bias[None]
+    if bias.dim() != 4:
+        raise ValueError(f'attention bias must be 2-D to 4-D, got shape {tuple(bias.shape)}')
+    Bb, Hb, Nb, Mb = bias.shape
+    if (Nb, Mb) != (N, M) or Hb not in (1, H) or Bb < 1 or B % Bb:
+        raise ValueError(
+            f'attention bias of shape {tuple(bias.shape)} does not fit q {tuple(q.shape)} / k {tuple(k.shape)}: '
+            f'expected [Bb, {H} or 1, {N}, {M}] with batch {B} a multiple of Bb')
+    return bias
+
+
+def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(f'attention expects 4-D q, k, v [B, H, L, D]; got {tuple(q.shape)}, {tuple(k.shape)}, '
+                         f'{tuple(v.shape)}')
+    if q.shape[:2] != k.shape[:2] or k.shape[:3] != v.shape[:3] or q.shape[-1] != k.shape[-1]:
+        raise ValueError(f'attention q/k/v shapes do not agree: q {tuple(q.shape)}, k {tuple(k.shape)}, '
+                         f'v {tuple(v.shape)} (need q [B,H,N,D], k [B,H,M,D], v [B,H,M,Dv])')
+
+
+def attention_reference(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        bias: Optional[torch.Tensor] = None,
+        scale: Optional[float] = None,
+) -> torch.Tensor:
+    """Plain-PyTorch attention with a broadcast additive bias (see the module docstring)."""
+    check_qkv(q, k, v)
+    bias = normalize_bias(bias, q, k)
+    scale = q.shape[-1] ** -0.5 if scale is None else scale
+    attn = (q * scale) @ k.transpose(-2, -1)
+    if bias is not None:
+        B, H, N, M = attn.shape
+        Bb = bias.shape[0]
+        # [B/Bb, Bb, H, N, M] + [Bb, Hb, N, M]: batch b meets bias[b % Bb], no copy of the bias
+        attn = (attn.reshape(B // Bb, Bb, H, N, M) + bias).reshape(B, H, N, M)
+    attn = attn.float().softmax(dim=-1).to(v.dtype)
+    return attn @ v
