@@ -96,3 +96,33 @@ def zoo_model_names(pattern: Optional[str] = None) -> List[str]:
     if not pattern:
         return names
     return [n for n in names if fnmatch.fnmatch(n, pattern) or fnmatch.fnmatch(n[len(ZOO_PREFIX):], pattern)]
+
+
+def family_of(name: str) -> str:
+    """The family (model file) of a zoo model: ``zoo_davit_tiny`` -> ``davit``."""
+    fn = timm.models.get_model_entrypoint(to_zoo_name(name).partition('.')[0])
+    return fn.__module__.rpartition('.')[2]
+
+
+_PARAM_COUNTS: Dict[str, int] = {}
+
+
+def count_params(name: str, **kwargs) -> int:
+    """Parameter count of a registered model, built on the meta device (no memory, no init cost)."""
+    key = to_zoo_name(name) + repr(sorted(kwargs.items()))
+    if key not in _PARAM_COUNTS:
+        import torch
+        with torch.device('meta'):
+            model = timm.create_model(to_zoo_name(name), **kwargs)
+        _PARAM_COUNTS[key] = sum(p.numel() for p in model.parameters())
+    return _PARAM_COUNTS[key]
+
+
+def smallest_per_family() -> List[str]:
+    """The zoo_ name of each family's smallest model (by parameter count): what fast tests exercise."""
+    best: Dict[str, tuple] = {}
+    for name in zoo_model_names():
+        fam, n = family_of(name), count_params(name)
+        if fam not in best or n < best[fam][0]:
+            best[fam] = (n, name)
+    return sorted(name for _, name in best.values())
