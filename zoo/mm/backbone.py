@@ -131,9 +131,12 @@ class ZooBackbone(BaseModule):
         if drop_path_rate is not None:
             kwargs['drop_path_rate'] = drop_path_rate
         kwargs.update(_pretrained_kwargs(pretrained, pretrained_strict))
-        self.model = timm.create_model(
-            self.model_name, features_only=True, out_indices=self.out_indices, in_chans=in_channels,
-            feature_cls=feature_cls, **kwargs)
+        try:
+            self.model = timm.create_model(
+                self.model_name, features_only=True, out_indices=self.out_indices, in_chans=in_channels,
+                feature_cls=feature_cls, **kwargs)
+        except AssertionError as e:  # timm asserts on out-of-range feature indices
+            raise ValueError(f'{self.model_name}: invalid out_indices {self.out_indices}: {e}') from e
         self.out_channels: List[int] = list(self.model.feature_info.channels())
         self.strides: List[int] = list(self.model.feature_info.reduction())
         if with_cp:
