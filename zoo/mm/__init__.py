@@ -14,7 +14,7 @@ Importing this package, in this order:
 2. allow-lists the classes mmengine writes into its checkpoints for torch's safe loading
    (:mod:`zoo.mm.checkpoint`), so resume / test work without disabling ``weights_only``;
 3. registers :class:`ZooBackbone` (``zoo.Backbone`` / ``zoo.ZooBackbone``, and ``ZooBackbone`` in
-   mmdet's and mmseg's registries) and :class:`LayerDecayOptimizerConstructor`
+   mmdet's and mmseg's registries) and :class:`ZooLayerDecayOptimizerConstructor`
    (``zoo.LayerDecayOptimizerConstructor``).
 
 Needs the ``mm`` extra: ``pip install "zoo-backbones[mm]"``.
@@ -30,14 +30,15 @@ except ImportError as e:  # pragma: no cover - depends on the install
 
 from .backbone import ZooBackbone, build_out_norm, resolve_model_name  # noqa: E402
 from .checkpoint import allow_mmengine_checkpoints  # noqa: E402
-from .layer_decay import LayerDecayOptimizerConstructor, layer_decay_param_groups  # noqa: E402
+from .layer_decay import ZooLayerDecayOptimizerConstructor, layer_decay_param_groups  # noqa: E402
 from .registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS, register_in_openmmlab  # noqa: E402
 
 allow_mmengine_checkpoints()
 register_in_openmmlab(ZooBackbone, 'MODELS', MODELS, aliases=('Backbone',))
-register_in_openmmlab(LayerDecayOptimizerConstructor, 'OPTIM_WRAPPER_CONSTRUCTORS', OPTIM_WRAPPER_CONSTRUCTORS)
+register_in_openmmlab(ZooLayerDecayOptimizerConstructor, 'OPTIM_WRAPPER_CONSTRUCTORS', OPTIM_WRAPPER_CONSTRUCTORS,
+                      aliases=('LayerDecayOptimizerConstructor',))
 
 __all__ = [
-    'ZooBackbone', 'LayerDecayOptimizerConstructor', 'layer_decay_param_groups', 'build_out_norm',
+    'ZooBackbone', 'ZooLayerDecayOptimizerConstructor', 'layer_decay_param_groups', 'build_out_norm',
     'resolve_model_name', 'allow_mmengine_checkpoints', 'MODELS', 'OPTIM_WRAPPER_CONSTRUCTORS', 'MMCV_OPS_MODE',
 ]

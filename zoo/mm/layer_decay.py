@@ -24,7 +24,7 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 
 from .backbone import ZooBackbone
 
-__all__ = ['LayerDecayOptimizerConstructor', 'layer_decay_param_groups']
+__all__ = ['ZooLayerDecayOptimizerConstructor', 'layer_decay_param_groups']
 
 
 def _no_weight_decay_names(backbone: ZooBackbone) -> set:
@@ -43,7 +43,7 @@ def layer_decay_param_groups(model: nn.Module, base_lr: float, base_wd: float, l
         raise ValueError(f'layer_decay_rate must be in (0, 1], got {layer_decay_rate}')
     backbones = {prefix: m for prefix, m in model.named_modules() if isinstance(m, ZooBackbone)}
     if not backbones:
-        raise ValueError('LayerDecayOptimizerConstructor: the model contains no zoo.mm ZooBackbone')
+        raise ValueError('ZooLayerDecayOptimizerConstructor: the model contains no zoo.mm ZooBackbone')
 
     # parameter name in `model` -> (layer id, number of layers, no-wd names of its backbone)
     assigned = {}
@@ -72,18 +72,18 @@ def layer_decay_param_groups(model: nn.Module, base_lr: float, base_wd: float, l
     return list(groups.values())
 
 
-class LayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
+class ZooLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
     """mmengine optimizer-wrapper constructor applying :func:`layer_decay_param_groups`."""
 
     def add_params(self, params: List[Dict], module: nn.Module, **kwargs) -> None:
         cfg = dict(self.paramwise_cfg)
         if 'layer_decay_rate' not in cfg:
-            raise ValueError("LayerDecayOptimizerConstructor needs paramwise_cfg=dict(layer_decay_rate=...)")
+            raise ValueError("ZooLayerDecayOptimizerConstructor needs paramwise_cfg=dict(layer_decay_rate=...)")
         unknown = set(cfg) - {'layer_decay_rate', 'no_decay_1d', 'backbone_lr_mult'}
         if unknown:
-            raise ValueError(f'LayerDecayOptimizerConstructor: unsupported paramwise_cfg keys {sorted(unknown)}')
+            raise ValueError(f'ZooLayerDecayOptimizerConstructor: unsupported paramwise_cfg keys {sorted(unknown)}')
         if self.base_lr is None:
-            raise ValueError('LayerDecayOptimizerConstructor needs optimizer lr')
+            raise ValueError('ZooLayerDecayOptimizerConstructor needs optimizer lr')
         groups = layer_decay_param_groups(
             module, self.base_lr, self.base_wd or 0.0, float(cfg['layer_decay_rate']),
             no_decay_1d=cfg.get('no_decay_1d', True), backbone_lr_mult=float(cfg.get('backbone_lr_mult', 1.0)))
