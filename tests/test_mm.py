@@ -128,6 +128,7 @@ def test_roi_pool_and_focal_loss_definitions():
 def test_unsupplied_ops_import_but_fail_clearly():
     import mmcv.ops
     from mmcv.ops import DeformConv2d, ModulatedDeformConv2d  # importable: mmdet imports them at module level
+
     from zoo.mm._mmcv_shim import MmcvOpUnavailable
     with pytest.raises(MmcvOpUnavailable, match=r'mmcv\.ops\.deform_conv\.DeformConv2d needs mmcv.s compiled ops'):
         DeformConv2d(4, 4, 3)
@@ -306,6 +307,7 @@ def _backbone_cfg(out_indices):
 
 def _det_cfg(base, data_root, work_dir, iters, with_mask):
     from mmengine.config import Config
+
     from zoo.mm.config_utils import complete_config
     cfg = Config.fromfile(os.path.join(CONFIGS, 'mmdet', '_base_', base))
     cfg.model.backbone.update(_backbone_cfg((0, 1, 2)))
@@ -369,6 +371,7 @@ def _short_schedule(cfg, work_dir, iters, lr):
 
 def _seg_cfg(data_root, work_dir, iters):
     from mmengine.config import Config
+
     from zoo.mm.config_utils import complete_config
     cfg = Config.fromfile(os.path.join(CONFIGS, 'mmseg', '_base_', 'zoo_upernet_160k_ade20k-512x512.py'))
     cfg.model.backbone.update(_backbone_cfg((0, 1, 2)))
@@ -448,6 +451,7 @@ FAMILY_CONFIGS = sorted(p for p in glob.glob(os.path.join(CONFIGS, 'mm*', '*', '
 def test_config_builds_and_forwards(config):
     from mmengine.config import Config
     from mmengine.registry import MODELS, init_default_scope
+
     from zoo.mm.config_utils import complete_config
     cfg = Config.fromfile(config)
     complete_config(cfg)  # raises when an explicit in_channels / stride disagrees with the backbone

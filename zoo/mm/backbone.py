@@ -157,7 +157,8 @@ class ZooBackbone(BaseModule):
     def _all_feature_info(self) -> List[Dict]:
         info = getattr(self._inner_model(), 'feature_info', None)
         if not isinstance(info, list) or not info:
-            raise ValueError(f'{self.model_name}: frozen_stages needs the model\'s full feature_info (feature_cls="getter")')
+            raise ValueError(
+                f'{self.model_name}: frozen_stages needs the model\'s full feature_info (feature_cls="getter")')
         return info
 
     def _check_frozen_stages(self):

@@ -29,8 +29,9 @@ class _DictAction(argparse.Action):
 
 
 def _load_config(args):
-    import zoo.mm  # noqa: F401  (before mmdet/mmseg models are imported)
     from mmengine.config import Config
+
+    import zoo.mm  # noqa: F401  (before mmdet/mmseg models are imported)
     from zoo.mm.config_utils import complete_config
     cfg = Config.fromfile(args.config)
     if args.cfg_options:

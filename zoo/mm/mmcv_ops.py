@@ -148,7 +148,8 @@ def roi_align(input: Tensor, rois: Tensor, output_size, spatial_scale: float = 1
         raise NotImplementedError(
             f"roi_align(pool_mode={pool_mode!r}) needs full mmcv; zoo's mmcv-lite fallback supports 'avg' only")
     if rois.dim() != 2 or rois.size(1) != 5:
-        raise ValueError(f'roi_align: rois must have shape (K, 5) = (batch_idx, x1, y1, x2, y2), got {tuple(rois.shape)}')
+        raise ValueError(
+            f'roi_align: rois must have shape (K, 5) = (batch_idx, x1, y1, x2, y2), got {tuple(rois.shape)}')
     return tvops.roi_align(input, rois.to(input.dtype), _pair(output_size), float(spatial_scale),
                            int(sampling_ratio), bool(aligned))
 
