@@ -30,6 +30,7 @@ from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 
 from zoo.ops import attention
+from zoo.ops._dispatch import is_exporting
 
 from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 
@@ -239,7 +240,10 @@ class TAB(nn.Module):
         x = x.flatten(2).transpose(1, 2)
         residual = x
         x = self.norm(x)
-        if bool(self.initted):
+        if is_exporting():
+            # no data-dependent branch in an exported graph: select between both candidates
+            centres = torch.where(self.initted, self.means, self._initial_centres(x)).detach()
+        elif bool(self.initted):
             centres = self.means.detach()
         else:
             centres = self._initial_centres(x)
