@@ -616,6 +616,10 @@ class PATNet(nn.Module):
         return self.stages(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        if self.global_pool.is_identity():
+            # pooling disabled (''): the pre-head conv belongs to the pooled head, so the unpooled stage-4 map
+            # (num_features channels) is returned, as for the other zoo models
+            return x
         x = self.global_pool(x)
         x = self.act(self.conv_head(x))
         x = self.flatten(x)
