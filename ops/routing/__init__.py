@@ -12,6 +12,8 @@ they read the routed key/value tiles straight from the un-gathered k/v through `
 topk-fold gathered copy of the reference never exists, forward or backward. Elsewhere the
 reference runs (see :mod:`zoo.ops._dispatch`).
 """
+from typing import Tuple
+
 import torch
 
 from .._dispatch import HAS_TRITON, use_triton
@@ -49,3 +51,100 @@ def routed_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i
         raise ValueError(f'routing indices must be [B={B}, R={R}, topk], got {tuple(idx.shape)}')
     out, _ = torch.ops.zoo.routed_attention_fwd(q, k, v, idx.to(torch.int32).contiguous(), float(scale))
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# launchers and torch.library registration (only the Triton path goes through the custom ops)
+
+def _blocks(T: int, D: int, DV: int) -> dict:
+    pow2 = lambda x: max(16, _triton.next_power_of_2(x))  # noqa: E731  (tl.dot needs >= 16)
+    return dict(BLOCK_M=min(64, pow2(T)), BLOCK_N=min(64, pow2(T)), BLOCK_D=pow2(D), BLOCK_DV=pow2(DV))
+
+
+def _ieee(q: torch.Tensor) -> bool:
+    # fp32 inputs follow torch's own matmul setting: exact fp32 unless TF32 was allowed
+    return q.dtype == torch.float32 and not (q.is_cuda and torch.backends.cuda.matmul.allow_tf32)
+
+
+def _fwd_impl(q, k, v, idx, scale):
+    B, H, R, T, D = q.shape
+    DV = v.shape[-1]
+    topk = idx.shape[-1]
+    q, k, v, idx = q.contiguous(), k.contiguous(), v.contiguous(), idx.contiguous()
+    out = torch.empty((B, H, R, T, DV), device=q.device, dtype=q.dtype)
+    lse = torch.empty((B, H, R, T), device=q.device, dtype=torch.float32)
+    blk = _blocks(T, D, DV)
+    m_tiles = _triton.cdiv(T, blk['BLOCK_M'])
+    _tk.routed_fwd_kernel[(R * m_tiles, B * H)](
+        q, k, v, idx, out, lse, H, R, T, D, DV, topk, m_tiles, scale, IEEE=_ieee(q), **blk)
+    return out, lse
+
+
+def _invert_routing(idx: torch.Tensor):
+    """CSR of the routing table per key region: ptr [B, R+1] and the query regions inv_q [B, R*topk]."""
+    B, R, topk = idx.shape
+    flat = idx.reshape(B, R * topk).long()
+    order = torch.argsort(flat, dim=1, stable=True)
+    inv_q = (order // topk).to(torch.int32)
+    counts = torch.zeros((B, R), dtype=torch.int64, device=idx.device).scatter_add_(1, flat, torch.ones_like(flat))
+    ptr = torch.cat([counts.new_zeros(B, 1), counts.cumsum(1)], dim=1).to(torch.int32)
+    return ptr.contiguous(), inv_q.contiguous()
+
+
+def _bwd_impl(do, q, k, v, idx, out, lse, scale):
+    B, H, R, T, D = q.shape
+    DV = v.shape[-1]
+    topk = idx.shape[-1]
+    q, k, v, out, do, idx = (t.contiguous() for t in (q, k, v, out, do, idx))
+    delta = (do.float() * out.float()).sum(-1).contiguous()
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+    blk = _blocks(T, D, DV)
+    common = dict(IEEE=_ieee(q), **blk)
+    m_tiles = _triton.cdiv(T, blk['BLOCK_M'])
+    n_tiles = _triton.cdiv(T, blk['BLOCK_N'])
+    _tk.routed_bwd_dq_kernel[(R * m_tiles, B * H)](
+        q, k, v, idx, do, lse, delta, dq, H, R, T, D, DV, topk, m_tiles, scale, **common)
+    ptr, inv_q = _invert_routing(idx)
+    _tk.routed_bwd_dkdv_kernel[(R * n_tiles, B * H)](
+        q, k, v, ptr, inv_q, do, lse, delta, dk, dv, H, R, T, D, DV, topk, n_tiles, scale, **common)
+    return dq, dk, dv
+
+
+if HAS_TRITON:
+    # the kernels' module is named triton.py (the house layout); importing it binds the name
+    # `triton` in this package to that submodule, so the library is imported as _triton
+    from . import triton as _tk
+    import triton as _triton  # noqa: E402,I001
+
+    @torch.library.custom_op('zoo::routed_attention_fwd', mutates_args=())
+    def _routed_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: torch.Tensor,
+                    scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        return _fwd_impl(q, k, v, idx, scale)
+
+    @_routed_fwd.register_fake
+    def _(q, k, v, idx, scale):
+        return q.new_empty((*q.shape[:4], v.shape[-1])), q.new_empty(q.shape[:4], dtype=torch.float32)
+
+    @torch.library.custom_op('zoo::routed_attention_bwd', mutates_args=())
+    def _routed_bwd(do: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: torch.Tensor,
+                    out: torch.Tensor, lse: torch.Tensor, scale: float
+                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return _bwd_impl(do, q, k, v, idx, out, lse, scale)
+
+    @_routed_bwd.register_fake
+    def _(do, q, k, v, idx, out, lse, scale):
+        return torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+    def _setup_context(ctx, inputs, output):
+        q, k, v, idx, scale = inputs
+        out, lse = output
+        ctx.scale = scale
+        ctx.save_for_backward(q, k, v, idx, out, lse)
+        ctx.mark_non_differentiable(lse)
+
+    def _backward(ctx, dout, dlse):
+        q, k, v, idx, out, lse = ctx.saved_tensors
+        dq, dk, dv = torch.ops.zoo.routed_attention_bwd(dout, q, k, v, idx, out, lse, ctx.scale)
+        return dq, dk, dv, None, None
+
+    _routed_fwd.register_autograd(_backward, setup_context=_setup_context)
