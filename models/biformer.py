@@ -216,7 +216,7 @@ class BiFormer(nn.Module):
         self.grad_checkpointing = False
 
         self.stem = _stem(in_chans, embed_dims[0], stem_type)
-        dpr = [x.tolist() for x in torch.linspace(0, drop_path_rate, sum(depths)).split(list(depths))]
+        dpr = [x.tolist() for x in torch.linspace(0, drop_path_rate, sum(depths), device='cpu').split(list(depths))]
         stages, self.feature_info = [], []
         for i, depth in enumerate(depths):
             stages.append(BiFormerStage(

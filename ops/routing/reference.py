@@ -16,6 +16,7 @@ and ONNX exports run; the Triton kernels compute the same thing reading the rout
 from the un-gathered k/v through the indices.
 """
 import torch
+import torch.nn.functional as F
 
 __all__ = ['region_topk', 'routed_attention_reference', 'routing_attention_reference', 'check_region_qkv']
 
@@ -62,11 +63,14 @@ def routed_attention_reference(
 ) -> torch.Tensor:
     """Attention of each query region over its routed key/value regions (gather formulation)."""
     check_region_qkv(q, k, v)
-    k_sel = _gather_regions(k, idx)
+    B, H, R, T, D = q.shape
+    k_sel = _gather_regions(k, idx)  # [B, H, R, K*T, D]
     v_sel = _gather_regions(v, idx)
-    attn = (q * scale) @ k_sel.transpose(-2, -1)  # [B, H, R, T, K*T]
-    attn = attn.float().softmax(dim=-1).to(v.dtype)
-    return attn @ v_sel
+    # softmax(scale * q k_sel^T) v_sel per (head, region); SDPA is that exact computation, fused on CPU
+    out = F.scaled_dot_product_attention(
+        q.reshape(B, H * R, T, D), k_sel.reshape(B, H * R, -1, D), v_sel.reshape(B, H * R, -1, v.shape[-1]),
+        scale=scale)
+    return out.view(B, H, R, T, v.shape[-1])
 
 
 def routing_attention_reference(
