@@ -134,3 +134,13 @@ def test_bra_module_triton_path_on_padded_grid(monkeypatch):
 def test_triton_matches_reference_gpu(case, dtype):
     tol = dict(atol=2e-5, rtol=2e-5) if dtype == torch.float32 else dict(atol=3e-2, rtol=3e-2)
     _compare(*case, dtype=dtype, device='cuda', **tol)
+
+
+@needs_triton
+def test_custom_op_opcheck():
+    """zoo::routed_attention_fwd passes torch.library.opcheck: schema, fake (shape) impl, autograd registration,
+    so torch.compile / torch.export see one op."""
+    device = 'cuda' if HAS_CUDA else 'cpu'
+    q, k, v = _inputs(1, 1, 4, 16, 16, 16, torch.float32, device)
+    idx = region_topk(q, k, 2, 0.25).to(torch.int32)
+    torch.library.opcheck(torch.ops.zoo.routed_attention_fwd.default, (q, k, v, idx, 0.25))
