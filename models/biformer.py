@@ -25,7 +25,6 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ClassifierHead, DropPath, Mlp, trunc_normal_
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
-
 from zoo.ops.routing import routing_attention
 
 from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs

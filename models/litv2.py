@@ -24,7 +24,6 @@ from timm.layers import ClassifierHead, DropPath, trunc_normal_
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 from torchvision.ops import deform_conv2d
-
 from zoo.ops.attention import attention
 
 from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs

@@ -7,9 +7,9 @@ import timm
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from zoo.models.biformer import checkpoint_filter_fn
 
 import zoo  # noqa: F401  (registers the models)
-from zoo.models.biformer import checkpoint_filter_fn
 
 PUBLISHED_PARAMS_M = {'biformer_tiny': 13.1, 'biformer_small': 25.5, 'biformer_base': 56.8, 'biformer_stl': 28.4}
 CASES = ['small_224', 'small_autopad_160x192']

@@ -7,9 +7,9 @@ import timm
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from zoo.models.litv2 import checkpoint_filter_fn
 
 import zoo  # noqa: F401  (registers the models)
-from zoo.models.litv2 import checkpoint_filter_fn
 
 PUBLISHED_PARAMS_M = {'litv2_s': 28, 'litv2_m': 49, 'litv2_b': 87, 'litv2_b_384': 87}
 CASES = ['small_224', 'small_128']

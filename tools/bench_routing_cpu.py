@@ -13,7 +13,6 @@ import argparse
 import time
 
 import torch
-
 from zoo.models.biformer import _from_regions, _to_regions
 from zoo.ops.routing import routing_attention_reference
 

@@ -113,8 +113,9 @@ def _bwd_impl(do, q, k, v, idx, out, lse, scale):
 if HAS_TRITON:
     # the kernels' module is named triton.py (the house layout); importing it binds the name
     # `triton` in this package to that submodule, so the library is imported as _triton
+    import triton as _triton
+
     from . import triton as _tk
-    import triton as _triton  # noqa: E402,I001
 
     @torch.library.custom_op('zoo::routed_attention_fwd', mutates_args=())
     def _routed_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: torch.Tensor,

@@ -5,10 +5,12 @@ realistic BiFormer shapes run too.
 """
 import pytest
 import torch
-
 from zoo.ops._dispatch import HAS_TRITON
 from zoo.ops.routing import (
-    region_topk, routed_attention_reference, routing_attention, routing_attention_reference,
+    region_topk,
+    routed_attention_reference,
+    routing_attention,
+    routing_attention_reference,
 )
 
 HAS_CUDA = torch.cuda.is_available()
@@ -128,7 +130,8 @@ def test_bra_module_triton_path_on_padded_grid(monkeypatch):
     (8, 2, 49, 64, 32, 32, 1),     # BiFormer-T stage 1 at 224 (8x8-token regions, topk 1)
     (8, 4, 49, 16, 32, 32, 4),     # stage 2
     (8, 8, 49, 4, 32, 32, 16),     # stage 3
-    (2, 4, 256, 64, 32, 32, 4),    # detection-like n_win 16 at 512 (stage 2: 8x8 regions... 256 of them)
+    (2, 2, 256, 64, 32, 32, 1),    # detection-like n_win 16 at 512, stage 1: 256 regions of 8x8 tokens
+    (2, 4, 256, 16, 32, 32, 4),    # same, stage 2: 256 regions of 4x4 tokens
 ])
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
 def test_triton_matches_reference_gpu(case, dtype):
