@@ -56,9 +56,15 @@ def routed_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, i
 # ----------------------------------------------------------------------------------------------
 # launchers and torch.library registration (only the Triton path goes through the custom ops)
 
-def _blocks(T: int, D: int, DV: int) -> dict:
-    pow2 = lambda x: max(16, _triton.next_power_of_2(x))  # noqa: E731  (tl.dot needs >= 16)
-    return dict(BLOCK_M=min(64, pow2(T)), BLOCK_N=min(64, pow2(T)), BLOCK_D=pow2(D), BLOCK_DV=pow2(DV))
+def _pow2(x: int) -> int:
+    return max(16, _triton.next_power_of_2(x))  # tl.dot needs >= 16
+
+
+def _blocks(T: int, topk: int, D: int, DV: int, routed_side: str) -> dict:
+    """Tile sizes: the own-region side covers T tokens, the routed side a packed topk * T sequence."""
+    own, routed = min(64, _pow2(T)), min(64, _pow2(topk * T))
+    m, n = (own, routed) if routed_side == 'keys' else (routed, own)
+    return dict(BLOCK_M=m, BLOCK_N=n, BLOCK_D=_pow2(D), BLOCK_DV=_pow2(DV))
 
 
 def _ieee(q: torch.Tensor) -> bool:
@@ -73,7 +79,7 @@ def _fwd_impl(q, k, v, idx, scale):
     q, k, v, idx = q.contiguous(), k.contiguous(), v.contiguous(), idx.contiguous()
     out = torch.empty((B, H, R, T, DV), device=q.device, dtype=q.dtype)
     lse = torch.empty((B, H, R, T), device=q.device, dtype=torch.float32)
-    blk = _blocks(T, D, DV)
+    blk = _blocks(T, topk, D, DV, 'keys')
     m_tiles = _triton.cdiv(T, blk['BLOCK_M'])
     _tk.routed_fwd_kernel[(R * m_tiles, B * H)](
         q, k, v, idx, out, lse, H, R, T, D, DV, topk, m_tiles, scale, IEEE=_ieee(q), **blk)
@@ -98,15 +104,16 @@ def _bwd_impl(do, q, k, v, idx, out, lse, scale):
     q, k, v, out, do, idx = (t.contiguous() for t in (q, k, v, out, do, idx))
     delta = (do.float() * out.float()).sum(-1).contiguous()
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
-    blk = _blocks(T, D, DV)
-    common = dict(IEEE=_ieee(q), **blk)
+    ieee = _ieee(q)
+    blk = _blocks(T, topk, D, DV, 'keys')
     m_tiles = _triton.cdiv(T, blk['BLOCK_M'])
-    n_tiles = _triton.cdiv(T, blk['BLOCK_N'])
     _tk.routed_bwd_dq_kernel[(R * m_tiles, B * H)](
-        q, k, v, idx, do, lse, delta, dq, H, R, T, D, DV, topk, m_tiles, scale, **common)
+        q, k, v, idx, do, lse, delta, dq, H, R, T, D, DV, topk, m_tiles, scale, IEEE=ieee, **blk)
     ptr, inv_q = _invert_routing(idx)
+    blk = _blocks(T, topk, D, DV, 'queries')
+    n_tiles = _triton.cdiv(T, blk['BLOCK_N'])
     _tk.routed_bwd_dkdv_kernel[(R * n_tiles, B * H)](
-        q, k, v, ptr, inv_q, do, lse, delta, dk, dv, H, R, T, D, DV, topk, n_tiles, scale, **common)
+        q, k, v, ptr, inv_q, do, lse, delta, dk, dv, H, R, T, D, DV, topk, n_tiles, scale, IEEE=ieee, **blk)
     return dq, dk, dv
 
 

@@ -51,7 +51,7 @@ def _compare(B, H, R, T, D, DV, topk, dtype, device, atol, rtol):
 SMALL_CASES = [
     (1, 2, 4, 49, 16, 16, 1),    # 7x7-token regions (not a power of two), topk 1
     (1, 1, 4, 64, 8, 8, 4),      # 8x8-token regions, every region routed, head dim 8
-    (1, 1, 16, 4, 16, 8, 16),    # 2x2-token regions, topk 16 of 16, Dv != D
+    (2, 1, 16, 4, 16, 8, 16),    # 2x2-token regions packed 16 to a key tile, topk 16 of 16, Dv != D
     (1, 1, 9, 80, 16, 16, 4),    # two query/key tiles per region (ragged), 3x3 regions
 ]
 
