@@ -142,17 +142,22 @@ def collate_skip_bad(batch):
 
 
 class BadImageCounter:
-    """Counts skipped images; warns once (with the first path) so a bad dataset is never silent."""
+    """Counts distinct skipped images; warns once (with the first path) so a bad dataset is never silent."""
 
     def __init__(self):
-        self.count = 0
+        self.paths = set()
+        self.restored = 0  # count carried over from a resumed run
+
+    @property
+    def count(self) -> int:
+        return self.restored + len(self.paths)
 
     def add(self, bad: Sequence[Tuple[str, str]]):
         if bad and self.count == 0:
             path, error = bad[0]
             warnings.warn(f'skipping unreadable image {path!r} ({error}); further ones are counted, not reported '
                           '(use --strict-data to stop instead)', stacklevel=2)
-        self.count += len(bad)
+        self.paths.update(path for path, _ in bad)
 
 
 def find_split_dir(data_dir: str, split: str) -> str:
@@ -287,5 +292,11 @@ class ShardedSampler(Sampler):
 
 
 def create_loader(dataset, batch_size: int, sampler: ShardedSampler, workers: int = 0, pin_memory: bool = False):
+    # A private generator: a DataLoader draws a worker base seed from its generator at every epoch, and
+    # from the global RNG without one, which would shift dropout/drop-path draws after a resume.
+    # The samples' own seeds come from the sampler, so this draw changes nothing else.
+    generator = torch.Generator()
+    generator.manual_seed(sampler.seed)
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=False,
-                      collate_fn=collate_skip_bad, pin_memory=pin_memory, persistent_workers=False)
+                      collate_fn=collate_skip_bad, pin_memory=pin_memory, persistent_workers=False,
+                      generator=generator)

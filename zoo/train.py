@@ -366,11 +366,12 @@ def _to_tuple(x):
     return tuple(_to_tuple(v) for v in x) if isinstance(x, (list, tuple)) else x
 
 
-def gather_rng_states(world: int) -> List[Dict[str, Any]]:
+def gather_rank_states(world: int, own: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Every rank's ``own`` dict (RNG states differ per rank), gathered on all ranks."""
     if world == 1:
-        return [rng_state()]
+        return [own]
     states = [None] * world
-    torch.distributed.all_gather_object(states, rng_state())
+    torch.distributed.all_gather_object(states, own)
     return states
 
 
@@ -403,6 +404,7 @@ class Trainer:
         self._build_optimisation()
         self.start_epoch, self.start_step, self.num_updates = 0, 0, 0
         self.best = {'top1': -1.0, 'epoch': -1}
+        self.partial_epoch = (0.0, 0)  # (loss sum, images) of an epoch interrupted by a mid-epoch save
         self.history: List[Dict[str, Any]] = []
         if self.resume_state is not None:
             self._restore(self.resume_state)
@@ -585,21 +587,22 @@ class Trainer:
         meta.update(extra)
         return meta
 
-    def _state(self, epoch: int, step_in_epoch: int, rng: List[Dict[str, Any]]) -> Dict[str, Any]:
+    def _state(self, epoch: int, step_in_epoch: int, ranks: List[Dict[str, Any]]) -> Dict[str, Any]:
         return {
             'version': STATE_VERSION, 'args': vars(self.args), 'epoch': epoch, 'step_in_epoch': step_in_epoch,
             'num_updates': self.num_updates, 'world_size': self.world,
             'model': unwrap(self.model).state_dict(), 'optimizer': self.optimizer.state_dict(),
             'scheduler': self.scheduler.state_dict(), 'scaler': self.scaler.state_dict(),
             'ema': self.ema.module.state_dict() if self.ema is not None else None,
-            'rng': rng, 'best': self.best, 'history': self.history, 'bad_images': self.bad_images.count,
+            'ranks': ranks, 'best': self.best, 'history': self.history, 'bad_images': self.bad_images.count,
         }
 
     def save_last(self, epoch: int, step_in_epoch: int):
-        rng = gather_rng_states(self.world)  # a collective: every rank takes part
+        # a collective: every rank takes part
+        ranks = gather_rank_states(self.world, {'rng': rng_state(), 'partial_epoch': list(self.partial_epoch)})
         if not self.is_main:
             return
-        save_state(os.path.join(self.run_dir, 'last.state.pt'), self._state(epoch, step_in_epoch, rng))
+        save_state(os.path.join(self.run_dir, 'last.state.pt'), self._state(epoch, step_in_epoch, ranks))
         save_weights(os.path.join(self.run_dir, 'last.safetensors'), self.model,
                      self._metadata(epoch=epoch, step_in_epoch=step_in_epoch, num_updates=self.num_updates))
 
@@ -613,9 +616,10 @@ class Trainer:
         self.start_epoch, self.start_step = state['epoch'], state['step_in_epoch']
         self.num_updates = state['num_updates']
         self.best, self.history = state['best'], list(state['history'])
-        self.bad_images.count = state.get('bad_images', 0)
-        rngs = state['rng']
-        set_rng_state(rngs[self.rank] if self.rank < len(rngs) else rngs[0])
+        self.bad_images.restored = state.get('bad_images', 0)
+        own = state['ranks'][self.rank if self.rank < len(state['ranks']) else 0]
+        set_rng_state(own['rng'])
+        self.partial_epoch = tuple(own['partial_epoch'])
         if self.start_step >= self.updates_per_epoch:
             self.start_epoch, self.start_step = self.start_epoch + 1, 0
 
@@ -628,7 +632,8 @@ class Trainer:
         skip = self.start_step if epoch == self.start_epoch else 0
         self.train_sampler.set_epoch(epoch, skip_batches=skip)
         self.scheduler.step(epoch)
-        loss_sum, seen, tic = 0.0, 0, time.perf_counter()
+        loss_sum, seen = self.partial_epoch if skip else (0.0, 0)
+        tic = time.perf_counter()
         bar = tqdm(self.train_loader, total=self.updates_per_epoch, initial=skip, desc=f'train {epoch}',
                    disable=not self.is_main or args.no_progress, dynamic_ncols=True, leave=False)
         for step, (images, targets, bad) in enumerate(bar, start=skip):
@@ -670,6 +675,7 @@ class Trainer:
             if self.wandb is not None:
                 self.wandb.log({'train/loss': loss.item(), 'lr': lr}, step=self.num_updates)
             if args.save_every_steps and self.num_updates % args.save_every_steps == 0:
+                self.partial_epoch = (loss_sum, seen)
                 self.save_last(epoch, step + 1)
             if args.kill_after_steps and self.num_updates >= args.kill_after_steps:
                 os.kill(os.getpid(), signal.SIGKILL)  # tests: die the hard way, mid-epoch
@@ -703,6 +709,7 @@ class Trainer:
             is_best = metrics[best_key] > self.best['top1']
             if is_best:
                 self.best = {'top1': metrics[best_key], 'epoch': epoch}
+            self.partial_epoch = (0.0, 0)
             self.save_last(epoch + 1, 0)
             if self.is_main:
                 self._write_epoch_files(epoch, metrics, is_best)

@@ -74,13 +74,15 @@ def validate(args: argparse.Namespace) -> dict:
     if trained_as and resolve_model(trained_as) != name:
         raise ValueError(f'{args.checkpoint!r} is a checkpoint of {trained_as}, not of {name}')
 
-    dataset = zdata.create_dataset(args.data_dir, args.split, strict=args.strict_data,
-                                   class_names=meta.get('classes') if args.data_dir not in (None, '', 'digits') else None)
-    ckpt_classes = meta.get('num_classes')
-    num_classes = args.num_classes or ckpt_classes or dataset.num_classes
+    dataset = zdata.create_dataset(args.data_dir, args.split, strict=args.strict_data)
+    num_classes = args.num_classes or meta.get('num_classes') or dataset.num_classes
     if args.num_classes is None and num_classes != dataset.num_classes:
         raise ValueError(f'the checkpoint predicts {num_classes} classes but {args.data_dir or "digits"} has '
                          f'{dataset.num_classes}; pass --num-classes {num_classes} to evaluate anyway')
+    if meta.get('classes') and isinstance(dataset, zdata.ImageFolderDataset) and dataset.classes != meta['classes']:
+        # label i must mean the class the checkpoint learned as i (a val folder may lack some classes)
+        dataset = zdata.create_dataset(args.data_dir, args.split, strict=args.strict_data,
+                                       class_names=meta['classes'])
 
     cfg = get_pretrained_cfg(name.partition('.')[0])
     cfg = cfg.to_dict() if cfg is not None else {}
