@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from zoo import train as ztrain
@@ -53,8 +54,8 @@ def test_short_run_learns(learned):
     for name in ('last.safetensors', 'last.state.pt', 'best.safetensors', 'epoch-001.safetensors', 'summary.csv',
                  'curves.png', 'args.yaml'):
         assert (out / name).is_file(), name
-    meta_classes = json.loads(__import__('safetensors').safe_open(str(out / 'last.safetensors'), 'pt').metadata()['classes'])
-    assert meta_classes == [str(i) for i in range(10)]
+    with safe_open(str(out / 'last.safetensors'), 'pt') as f:
+        assert json.loads(f.metadata()['classes']) == [str(i) for i in range(10)]
 
 
 def test_validate_reproduces_train_accuracy(learned):

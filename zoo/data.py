@@ -86,7 +86,8 @@ class ImageFolderDataset(Dataset):
                 samples += [(os.path.join(dirpath, f), label) for f in sorted(files)
                             if f.lower().endswith(IMG_EXTENSIONS)]
         if not samples:
-            raise DataError(f'data directory {root!r} has no images ({", ".join(IMG_EXTENSIONS)}) in its class folders')
+            raise DataError(f'data directory {root!r} has no images ({", ".join(IMG_EXTENSIONS)}) in its class '
+                            'folders')
         self.root, self.classes, self.samples = root, classes, samples
         self.num_classes = len(classes)
         self.targets = np.array([s[1] for s in samples], dtype=np.int64)

@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--data-dir', default=None, help='ImageFolder root with train/ and val/ (default: embedded digits)')
     g.add_argument('--train-split', default='train')
     g.add_argument('--val-split', default='val')
-    g.add_argument('--img-size', type=int, default=None, help='square input size (default: the model cfg\'s; 64 for digits)')
+    g.add_argument('--img-size', type=int, default=None, help='square input size (default: model cfg; digits: 64)')
     g.add_argument('--crop-pct', type=float, default=None)
     g.add_argument('--mean', type=float, nargs=3, default=None)
     g.add_argument('--std', type=float, nargs=3, default=None)
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--limit-train-batches', type=int, default=0, help='use only this many batches per epoch (0: all)')
     g.add_argument('--limit-val-batches', type=int, default=0)
     g = p.add_argument_group('augmentation')
-    g.add_argument('--scale', type=float, nargs=2, default=None, help='RandomResizedCrop scale (default 0.08 1; digits 0.5 1)')
+    g.add_argument('--scale', type=float, nargs=2, default=None, help='RandomResizedCrop scale (0.08 1; digits 0.5 1)')
     g.add_argument('--ratio', type=float, nargs=2, default=(3 / 4, 4 / 3))
     g.add_argument('--hflip', type=float, default=None, help='horizontal flip probability (default 0.5; digits 0)')
     g.add_argument('--color-jitter', type=float, default=0.4)
@@ -98,9 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--momentum', type=float, default=0.9)
     g.add_argument('--weight-decay', type=float, default=0.05)
     g.add_argument('--clip-grad', type=float, default=None)
-    g.add_argument('--clip-mode', default='norm', choices=('norm', 'value'))
+    g.add_argument('--clip-mode', default='norm', choices=('norm', 'value', 'agc'))
     g.add_argument('--layer-decay', type=float, default=None)
-    g.add_argument('--lr', type=float, default=None, help='absolute lr (default: lr-base * global batch / lr-base-size)')
+    g.add_argument('--lr', type=float, default=None, help='lr (default lr-base * global batch / lr-base-size)')
     g.add_argument('--lr-base', type=float, default=2e-3)
     g.add_argument('--lr-base-size', type=int, default=64)
     g.add_argument('--sched', default='cosine')
@@ -656,12 +656,9 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             if args.clip_grad:
+                from timm.utils import dispatch_clip_grad
                 self.scaler.unscale_(self.optimizer)
-                params = unwrap(self.model).parameters()
-                if args.clip_mode == 'norm':
-                    torch.nn.utils.clip_grad_norm_(params, args.clip_grad)
-                else:
-                    torch.nn.utils.clip_grad_value_(params, args.clip_grad)
+                dispatch_clip_grad(unwrap(self.model).parameters(), args.clip_grad, mode=args.clip_mode)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.num_updates += 1
