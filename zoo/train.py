@@ -6,6 +6,7 @@ One CPU, one GPU, or many processes through torchrun (DDP; NCCL on GPUs, gloo on
     python tools/train.py --config configs/efficientvit.yaml --model efficientvit_m4 --data-dir /data/imagenet
     torchrun --nproc_per_node 8 tools/train.py --config configs/davit.yaml --model davit_tiny --data-dir ...
     torchrun --nnodes 2 --node_rank 0 --master_addr HOST --nproc_per_node 8 tools/train.py ...   # two machines
+    accelerate launch --multi_gpu --num_processes 8 tools/train.py ...    # HF Accelerate sets the same env vars
 
 The library does the work: timm's ``create_optimizer_v2`` (layer decay through the model's
 ``group_matcher``), ``create_scheduler_v2``, ``Mixup``, the soft-target / label-smoothing losses,
@@ -40,7 +41,7 @@ import torch.nn as nn  # noqa: E402
 
 STATE_VERSION = 1
 # args that may change between a run and its resumption without changing the result
-RUNTIME_ARGS = ('resume', 'workers', 'log_wandb', 'wandb_project', 'no_progress', 'kill_after_steps', 'device',
+RUNTIME_ARGS = ('resume', 'workers', 'threads', 'log_wandb', 'wandb_project', 'no_progress', 'kill_after_steps', 'device',
                 'config')
 
 
@@ -123,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--seed', type=int, default=42)
     g.add_argument('--deterministic', action='store_true', help='deterministic kernels (bit-exact resume on CPU)')
     g.add_argument('--device', default=None, help="'cpu', 'cuda' (default: cuda when available)")
+    g.add_argument('--threads', type=int, default=None,
+                   help='CPU threads per process (default: torch\'s; 1 is faster on a busy machine)')
     g.add_argument('--save-every-steps', type=int, default=0, help='also write last.* every N updates (0: per epoch)')
     g.add_argument('--checkpoint-hist', type=int, default=3, help='epoch-NNN.safetensors files kept')
     g.add_argument('--log-wandb', action='store_true')
@@ -388,6 +391,8 @@ class Trainer:
 
     def __init__(self, args: argparse.Namespace):
         self.args = args
+        if args.threads:
+            torch.set_num_threads(args.threads)
         self.device, self.rank, self.local_rank, self.world = init_distributed(args.device)
         self.is_main = self.rank == 0
         self.resume_state = None

@@ -75,7 +75,10 @@ def validate(args: argparse.Namespace) -> dict:
         raise ValueError(f'{args.checkpoint!r} is a checkpoint of {trained_as}, not of {name}')
 
     dataset = zdata.create_dataset(args.data_dir, args.split, strict=args.strict_data)
-    num_classes = args.num_classes or meta.get('num_classes') or dataset.num_classes
+    cfg = get_pretrained_cfg(name.partition('.')[0])
+    cfg = cfg.to_dict() if cfg is not None else {}
+    ckpt_classes = meta.get('num_classes') or (cfg.get('num_classes') if not args.checkpoint else None)
+    num_classes = args.num_classes or ckpt_classes or dataset.num_classes
     if args.num_classes is None and num_classes != dataset.num_classes:
         raise ValueError(f'the checkpoint predicts {num_classes} classes but {args.data_dir or "digits"} has '
                          f'{dataset.num_classes}; pass --num-classes {num_classes} to evaluate anyway')
@@ -84,8 +87,6 @@ def validate(args: argparse.Namespace) -> dict:
         dataset = zdata.create_dataset(args.data_dir, args.split, strict=args.strict_data,
                                        class_names=meta['classes'])
 
-    cfg = get_pretrained_cfg(name.partition('.')[0])
-    cfg = cfg.to_dict() if cfg is not None else {}
     overrides = dict(meta.get('data_config') or {})
     overrides.update({k: getattr(args, k) for k in ('crop_pct', 'mean', 'std', 'interpolation')
                       if getattr(args, k) is not None})
