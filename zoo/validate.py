@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--amp-dtype', default='bfloat16', choices=('bfloat16', 'float16'))
     p.add_argument('--channels-last', action='store_true')
     p.add_argument('--device', default=None)
+    p.add_argument('--threads', type=int, default=None, help='CPU threads (default: torch\'s)')
     p.add_argument('--strict-data', action='store_true')
     p.add_argument('--results-file', default=None, help='also write the results as JSON here')
     return p
@@ -62,6 +63,8 @@ def _parse_meta(meta):
 def validate(args: argparse.Namespace) -> dict:
     from timm.data import resolve_data_config
     from timm.models import get_pretrained_cfg
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device, rank, _, world = init_distributed(args.device)
     if not args.checkpoint and not args.pretrained:
         raise ValueError('give --checkpoint FILE (or --pretrained for the default weights)')
