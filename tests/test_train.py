@@ -180,3 +180,15 @@ def test_recipes_parse_for_every_variant():
         for variant in variants or [None]:
             args = ztrain.parse_args(['--config', path] + (['--model', variant] if variant else []))
             assert args.epochs >= 100 and args.opt, (path, variant)
+
+
+def test_zoo_model_by_plain_name(tmp_path):
+    import zoo
+    if 'zoo_efficientvit_m0' not in zoo.list_models():
+        pytest.skip('efficientvit not registered')
+    result = train(tmp_path, '--model', 'efficientvit_m0', '-b', '8', '--epochs', '1', '--limit-train-batches', '2',
+                   '--limit-val-batches', '1', '--channels-last', '--grad-checkpointing')
+    assert result['model'] == 'zoo_efficientvit_m0'
+    report = zvalidate.validate(zvalidate.build_parser().parse_args(
+        ['--checkpoint', str(tmp_path / 'last.safetensors'), '-j', '0', '-b', '128']))
+    assert report['model'] == 'zoo_efficientvit_m0' and report['img_size'] == 32

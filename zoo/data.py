@@ -170,7 +170,8 @@ def find_split_dir(data_dir: str, split: str) -> str:
         path = os.path.join(data_dir, name)
         if os.path.isdir(path):
             return path
-    raise DataError(f'{data_dir!r} has no {"/".join(names)} sub-folder (expected {data_dir}/{names[0]}/<class>/<image>)')
+    raise DataError(f'{data_dir!r} has no {"/".join(names)} sub-folder '
+                    f'(expected {data_dir}/{names[0]}/<class>/<image>)')
 
 
 def create_dataset(data_dir: Optional[str], split: str, transform=None, strict: bool = False, class_names=None):

@@ -41,8 +41,8 @@ import torch.nn as nn  # noqa: E402
 
 STATE_VERSION = 1
 # args that may change between a run and its resumption without changing the result
-RUNTIME_ARGS = ('resume', 'workers', 'threads', 'log_wandb', 'wandb_project', 'no_progress', 'kill_after_steps', 'device',
-                'config')
+RUNTIME_ARGS = ('resume', 'workers', 'threads', 'log_wandb', 'wandb_project', 'no_progress', 'kill_after_steps',
+                'device', 'config')
 
 
 # ---------------------------------------------------------------------------------------------
