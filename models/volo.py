@@ -580,6 +580,7 @@ class VOLO(nn.Module):
         last_block = self._pyramid[max_index][0]
         network = self.network if torch.jit.is_scripting() or not stop_early else self.network[:last_block + 1]
         taps = {}
+        in_h, in_w = x.shape[-2:]
         x = self._embed(x)
         idx = 0
         for idx, block in enumerate(network):
@@ -596,6 +597,9 @@ class VOLO(nn.Module):
                 feat = F.interpolate(feat, scale_factor=2., mode='bilinear', align_corners=False)
             elif resample == 'down':
                 feat = F.max_pool2d(feat, 2, 2, ceil_mode=True)
+            if self.dynamic_img_size:  # crop the internal padding back off
+                red = self.feature_info[i]['reduction']
+                feat = feat[..., :-(-in_h // red), :-(-in_w // red)]
             intermediates.append(feat)
         if intermediates_only:
             return intermediates
