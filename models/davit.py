@@ -5,8 +5,8 @@ Official code: https://github.com/dingmyu/davit (MIT)
 
 Each stage alternates a spatial block (window self-attention, 7x7 windows, no shift, no relative
 bias) and a channel block (attention over channel groups across all tokens: a d x d map per
-head). Both attentions run on ``zoo.ops.attention``; the channel attention is the same op with
-the roles transposed (tokens become the head dimension), see :func:`channel_attention`.
+head). The window attention runs on ``zoo.ops.attention``, the channel attention on its own op,
+``zoo.ops.channel_attention`` (softmax((k * scale)^T v) applied to q: DaViT's transposed form).
 
 The state_dict layout is timm's (``timm/models/davit.py``), so timm's ``davit_*`` weights load
 unchanged; :func:`checkpoint_filter_fn` converts the official checkpoints. Any input size works:
@@ -28,22 +28,11 @@ from timm.models import checkpoint, checkpoint_seq
 from timm.models._features import feature_take_indices
 
 from zoo.ops.attention import attention
+from zoo.ops.channel_attention import channel_attention
 
 from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 
-__all__ = ['DaVit', 'channel_attention']
-
-
-def channel_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float) -> torch.Tensor:
-    """DaViT's channel ("group") attention on the shared attention op.
-
-    q, k, v: [B, heads, N, d]. Per head, A = softmax((k * scale)^T v) is a d x d map and the
-    output is q A^T, i.e. out[n, i] = sum_j A[i, j] q[n, j] (the map is applied to q: the
-    official code's transposed form). That is ordinary attention with the channels as the
-    sequence and the tokens as the feature dimension: queries k^T, keys v^T, values q^T.
-    """
-    out = attention(k.transpose(-1, -2), v.transpose(-1, -2), q.transpose(-1, -2), scale=scale)
-    return out.transpose(-1, -2)
+__all__ = ['DaVit']
 
 
 def _check_input(x: torch.Tensor, in_chans: int) -> None:
@@ -117,7 +106,7 @@ class WindowAttention(nn.Module):
 
 
 class ChannelAttention(nn.Module):
-    """Attention between the channels of each head group over all tokens (see :func:`channel_attention`)."""
+    """Attention between the channels of each head group over all tokens (``zoo.ops.channel_attention``)."""
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, device=None, dtype=None):
         super().__init__()
