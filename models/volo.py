@@ -397,6 +397,7 @@ class VOLO(nn.Module):
         self.use_aux_head = use_aux_head
         self.aux_head = nn.Linear(self.num_features, num_classes, **dd) if use_aux_head and num_classes > 0 else None
         self.norm = norm_layer(self.num_features, **dd)
+        self._token_grid = (grid[0], grid[1])
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(self.num_features, num_classes, **dd) if num_classes > 0 else nn.Identity()
 
@@ -491,6 +492,7 @@ class VOLO(nn.Module):
 
     def _finish_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Stride-16 map -> tokens (+ class token) -> final norm: the `forward_features` output."""
+        self._token_grid = tuple(x.shape[1:3])  # lets an unpooled head give the tokens back as a map
         x = x.reshape(x.shape[0], -1, x.shape[-1])
         if self.post_network is not None:
             x = self.forward_cls(x)
@@ -505,7 +507,17 @@ class VOLO(nn.Module):
             return x.mean(dim=1)
         if self.global_pool == 'token':
             return x[:, 0]
-        return x
+        return self._tokens_to_map(x)
+
+    def _tokens_to_map(self, x: torch.Tensor) -> torch.Tensor:
+        """Unpooled output: the patch tokens as an NCHW map (the class token, if any, is dropped).
+
+        timm's VOLO returns the raw token sequence here; a map is what every other unpooled zoo backbone gives.
+        """
+        gh, gw = self._token_grid
+        if self.cls_token is not None and x.shape[1] == gh * gw + 1:
+            x = x[:, 1:]
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], gh, gw)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         out = self.head_drop(self._pool(x))
