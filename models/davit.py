@@ -22,11 +22,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import (
-    DropPath, LayerNorm2d, Mlp, NormMlpClassifierHead, calculate_drop_path_rates, get_norm_layer, trunc_normal_,
+    DropPath,
+    LayerNorm2d,
+    Mlp,
+    NormMlpClassifierHead,
+    calculate_drop_path_rates,
+    get_norm_layer,
+    trunc_normal_,
 )
 from timm.models import checkpoint, checkpoint_seq
 from timm.models._features import feature_take_indices
-
 from zoo.ops.attention import attention
 from zoo.ops.channel_attention import channel_attention
 

@@ -34,7 +34,6 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, Mlp, to_2tuple, to_ntuple, trunc_normal_
 from timm.models import checkpoint
 from timm.models._features import feature_take_indices
-
 from zoo.ops.attention import attention
 from zoo.ops.outlook import outlook_attention
 
@@ -461,7 +460,8 @@ class VOLO(nn.Module):
             x = F.pad(x, (0, (-W) % mult, 0, (-H) % mult))
         elif (H, W) != self.img_size:
             raise ValueError(
-                f'VOLO is built for {self.img_size[0]}x{self.img_size[1]} inputs (its position embedding), got {H}x{W}; '
+                f'VOLO is built for {self.img_size[0]}x{self.img_size[1]} inputs (its position embedding), '
+                f'got {H}x{W}; '
                 f'build with img_size=({H}, {W}) or dynamic_img_size=True')
         return self.patch_embed(x).permute(0, 2, 3, 1)
 

@@ -8,9 +8,9 @@ import timm
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from zoo.models.davit import DaVit, checkpoint_filter_fn
 
 import zoo  # noqa: F401  (registers the zoo models)
-from zoo.models.davit import DaVit, checkpoint_filter_fn
 
 # published (official file comments / README) parameter counts; large/huge/giant: the code definitions (== timm's)
 PUBLISHED_PARAMS = {'davit_tiny': 28_360_168, 'davit_small': 49_745_896, 'davit_base': 87_954_408,

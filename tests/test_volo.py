@@ -8,9 +8,9 @@ import timm
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
+from zoo.models.volo import VOLO, checkpoint_filter_fn
 
 import zoo  # noqa: F401  (registers the zoo models)
-from zoo.models.volo import VOLO, checkpoint_filter_fn
 
 # parameter counts of the official models (measured, shared/reference/volo.md); published: 27M/59M/86M/193M/296M
 PUBLISHED_PARAMS = {'d1': 26.63e6, 'd2': 58.68e6, 'd3': 86.33e6, 'd4': 192.96e6, 'd5': 295.46e6}

@@ -77,8 +77,9 @@ def _bwd_impl(dout, q, k, v, attn, scale):
 
 if HAS_TRITON:
     # importing the kernels' module (named triton.py) binds `triton` here to it: the library is _triton
-    from . import triton as _tk
     import triton as _triton  # noqa: E402,I001
+
+    from . import triton as _tk
 
     @torch.library.custom_op('zoo::channel_attention_fwd', mutates_args=())
     def _chattn_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

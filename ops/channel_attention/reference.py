@@ -33,5 +33,6 @@ def channel_attention_reference(
     check_channel_qkv(q, k, v)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     attn = (k * scale).transpose(-1, -2) @ v
-    attn = attn.softmax(dim=-1) if attn.dtype in (torch.float32, torch.float64) else attn.float().softmax(-1).to(q.dtype)
+    # softmax in at least fp32 (fp16/bf16 are promoted; fp64 stays fp64)
+    attn = attn.softmax(dim=-1, dtype=torch.promote_types(attn.dtype, torch.float32)).to(q.dtype)
     return (attn @ q.transpose(-1, -2)).transpose(-1, -2)

@@ -101,8 +101,9 @@ def _bwd_impl(dout, v, logits, lse, num_heads, kernel_size, padding, stride, sca
 if HAS_TRITON:
     # importing the kernels' module (named triton.py, the house layout) binds `triton` in this
     # package to that submodule, so the library is imported as _triton
-    from . import triton as _tk
     import triton as _triton  # noqa: E402,I001
+
+    from . import triton as _tk
 
     @torch.library.custom_op('zoo::outlook_fwd', mutates_args=())
     def _outlook_fwd(v: torch.Tensor, logits: torch.Tensor, num_heads: int, kernel_size: int, padding: int,

@@ -77,8 +77,8 @@ def outlook_attention_reference(
     patches = patches.reshape(B, num_heads, d, k2, h * w).permute(0, 1, 4, 3, 2)  # [B, heads, L, k2(q), d]
     attn = logits.reshape(B, h * w, num_heads, k2, k2).permute(0, 2, 1, 3, 4)  # [B, heads, L, k2(p), k2(q)]
     attn = attn * scale
-    # half precision: softmax in fp32; fp32/fp64 stay in their own precision
-    attn = attn.softmax(dim=-1) if attn.dtype in (torch.float32, torch.float64) else attn.float().softmax(-1).to(v.dtype)
+    # softmax in at least fp32 (fp16/bf16 are promoted; fp64 stays fp64)
+    attn = attn.softmax(dim=-1, dtype=torch.promote_types(attn.dtype, torch.float32)).to(v.dtype)
     if attn_drop > 0.:
         attn = F.dropout(attn, attn_drop, training=True)
     y = (attn @ patches).permute(0, 1, 4, 3, 2).reshape(B, C * k2, h * w)  # [B, C*k2(p), L]

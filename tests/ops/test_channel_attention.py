@@ -6,7 +6,6 @@ realistic DaViT shapes in fp32 and bf16 run too.
 """
 import pytest
 import torch
-
 from zoo.ops._dispatch import HAS_TRITON
 from zoo.ops.channel_attention import channel_attention, channel_attention_reference
 

@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-
 from zoo.ops._dispatch import HAS_TRITON
 from zoo.ops.outlook import outlook_attention, outlook_attention_reference
 
