@@ -329,20 +329,20 @@ def _window_per_stage(window_size: WindowArg, num_stages: int) -> List[Optional[
             return None
         if isinstance(w, int):
             w = (w, w)
-        w = tuple(int(v) for v in w)
-        if len(w) != 2 or min(w) < 1:
-            raise ValueError(f'MOAT window size must be a positive int or (height, width), got {w!r}')
-        return w
+        if not (isinstance(w, (tuple, list)) and len(w) == 2 and all(isinstance(v, int) and v > 0 for v in w)):
+            raise ValueError(f'MOAT window size must be None, a positive int or (height, width), got {w!r}')
+        return tuple(w)
 
     if window_size is None or isinstance(window_size, int):
         return [one(window_size)] * num_stages
     window_size = list(window_size)
-    per_stage = len(window_size) == num_stages and any(w is None or not isinstance(w, int) for w in window_size)
-    if per_stage:
-        return [one(w) for w in window_size]
-    if len(window_size) == 2:
+    shared = len(window_size) == 2 and all(isinstance(v, int) for v in window_size)
+    if shared:
         return [one(window_size)] * num_stages
-    raise ValueError(f'MOAT window_size {window_size!r}: give None, an int, (height, width) or one entry per stage')
+    if len(window_size) == num_stages:
+        return [one(w) for w in window_size]
+    raise ValueError(f'MOAT window_size {window_size!r}: give None, an int, (height, width) or one entry per stage '
+                     f'({num_stages} stages)')
 
 
 # ------------------------------------------------------------------------------------------------------------------
