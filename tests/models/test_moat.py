@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 import timm
 import zoo
 import zoo.convert
+import zoo.ops._dispatch
 from zoo.models.moat import (
     AvgPool2dSameExclusive, Moat, checkpoint_filter_fn, convert_tf_checkpoint, relative_position_bias,
     tf_to_zoo_name,
@@ -242,3 +243,39 @@ def test_pretrained_and_converter_round_trip(fixtures_dir, tmp_path):
         assert (model(x) - t['output'][:1]).abs().max() <= 1e-4
         assert torch.equal(model(x), model_tf(x))
     assert zoo.convert.main(['moat', '--variant', 'moat_0', '--src', src, '--out', str(tmp_path / 'x.st')]) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the fused attention path (Triton; under the interpreter on CPU at a tiny shape)
+
+@pytest.mark.skipif(not zoo.ops._dispatch.HAS_TRITON, reason='triton is not installed')
+def test_triton_attention_with_padded_windows_and_rel_pos():
+    from zoo.models.moat import window_partition
+    from zoo.ops.attention import attention_reference, attention_triton
+    torch.manual_seed(0)
+    windows, mask = window_partition(torch.randn(2, 5, 3, 8), (4, 2))  # padded to 8x4: 4 windows, masked keys
+    table = torch.randn(2, 13, 13, requires_grad=True)  # trained for 7x7, resized to the 4x2 window
+    q, k, v = (torch.randn(windows.shape[0], 2, 8, 4, requires_grad=True) for _ in range(3))
+    results = []
+    for fn in (attention_reference, attention_triton):
+        for t in (q, k, v, table):
+            t.grad = None
+        bias = relative_position_bias(table, 4, 2)[None] + mask[:, None, None, :]
+        out = fn(q, k, v, bias, 0.5)
+        out.square().sum().backward()
+        results.append([out.detach()] + [t.grad.clone() for t in (q, k, v, table)])
+    for ref, tri in zip(*results):
+        torch.testing.assert_close(tri, ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_cuda_fused_model_matches_cpu_reference():
+    torch.manual_seed(0)
+    model = zoo.create_model('tiny_moat_0', window_size=[None, None, 7, 7]).eval()
+    x = torch.randn(2, 3, 256, 224)
+    with torch.no_grad():
+        ref = model(x)
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        out = model.cuda()(x.cuda()).cpu()
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
