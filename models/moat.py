@@ -108,6 +108,7 @@ def relative_position_bias(table: torch.Tensor, height: int, width: int) -> torc
     return bias.view(num_heads, height * width, height * width)
 
 
+@register_notrace_module  # shape-dependent bias / mask logic: an FX leaf
 class MoatAttention(nn.Module):
     """Multi-head self-attention over windows with separate q/k/v/o projections and a 2-D relative-position bias.
 
@@ -350,6 +351,15 @@ def _window_per_stage(window_size: WindowArg, num_stages: int) -> List[Optional[
 # ------------------------------------------------------------------------------------------------------------------
 # model
 
+@register_notrace_function  # shape checks are control flow: keep them out of FX graphs (they run as a call node)
+def check_input(x: torch.Tensor, in_chans: int):
+    if x.dim() != 4 or x.shape[1] != in_chans:
+        raise ValueError(f'MOAT expects input [B, {in_chans}, H, W], got {tuple(x.shape)}')
+    if min(x.shape[-2:]) < MIN_INPUT_SIZE:
+        raise ValueError(f'MOAT input {tuple(x.shape[-2:])} is too small: height and width must be at least '
+                         f'{MIN_INPUT_SIZE} (the stride-32 map must hold a pixel)')
+
+
 class Moat(nn.Module):
     """MOAT backbone + classifier (global mean -> LayerNorm -> linear)."""
 
@@ -439,13 +449,6 @@ class Moat(nn.Module):
             self.global_pool = global_pool
         self.head.reset(num_classes, global_pool, reset_other=reset_other)
 
-    def _check_input(self, x: torch.Tensor):
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f'MOAT expects input [B, {self.in_chans}, H, W], got {tuple(x.shape)}')
-        if min(x.shape[-2:]) < MIN_INPUT_SIZE:
-            raise ValueError(f'MOAT input {tuple(x.shape[-2:])} is too small: height and width must be at least '
-                             f'{MIN_INPUT_SIZE} (the stride-32 map must hold a pixel)')
-
     def forward_intermediates(
             self,
             x: torch.Tensor,
@@ -458,7 +461,7 @@ class Moat(nn.Module):
         """Stage outputs (strides 4, 8, 16, 32). ``norm`` has no effect: MOAT's only norm sits in the head."""
         if output_fmt != 'NCHW':
             raise ValueError(f"MOAT intermediates are NCHW only, got output_fmt={output_fmt!r}")
-        self._check_input(x)
+        check_input(x, self.in_chans)
         intermediates = []
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
         x = self.stem(x)
@@ -488,7 +491,7 @@ class Moat(nn.Module):
         return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)
+        check_input(x, self.in_chans)
         x = self.stem(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return checkpoint_seq(self.stages, x)
