@@ -22,30 +22,34 @@ output is cropped back (the official code has no padding and requires divisible 
 The official model builds the resized bias once for its build-time input size; here it is derived at every forward
 from the current window size, which is what the official model computes when built for that size.
 """
-import math
 import re
-import warnings
 from functools import partial
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import (
-    DropPath, LayerNorm2d, NormMlpClassifierHead, SEModule, create_conv2d, get_same_padding,
-    register_notrace_function, register_notrace_module,
+    DropPath,
+    LayerNorm2d,
+    NormMlpClassifierHead,
+    SEModule,
+    create_conv2d,
+    get_same_padding,
+    register_notrace_function,
+    register_notrace_module,
 )
 from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
-
 from zoo.ops.attention import attention
+
 from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 
 __all__ = ['Moat', 'checkpoint_filter_fn']
 
 BN_EPS = 1e-3  # Keras BatchNormalization default (PyTorch's is 1e-5)
+BN_MOMENTUM = 0.01  # Keras momentum 0.99 in PyTorch terms
 LN_EPS = 1e-5
 MIN_INPUT_SIZE = 32  # one pixel at stride 32
 
@@ -81,7 +85,8 @@ class AvgPool2dSameExclusive(nn.Module):
 
 
 def _bn(num_features: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(num_features, eps=BN_EPS)
+    # Keras momentum 0.99 (moving = 0.99 * moving + 0.01 * batch) is PyTorch momentum 0.01
+    return nn.BatchNorm2d(num_features, eps=BN_EPS, momentum=BN_MOMENTUM)
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -659,7 +664,8 @@ def _variant_cfgs():
         ('moat_4', 'in22k_ft_in1k_512', 'moat4_imagenet_22k_and_1k_512',
          dict(input_size=(3, 512, 512), pool_size=(16, 16), **half)),
     ] + [
-        (f'tiny_moat_{i}', 'in1k_256', f'tiny_moat{i}_imagenet_1k_256', dict(input_size=(3, 256, 256), pool_size=(8, 8)))
+        (f'tiny_moat_{i}', 'in1k_256', f'tiny_moat{i}_imagenet_1k_256',
+         dict(input_size=(3, 256, 256), pool_size=(8, 8)))
         for i in range(4)
     ]
     cfgs = {}

@@ -47,9 +47,10 @@ def read_tf_checkpoint(path: str) -> Dict[str, torch.Tensor]:
 
 
 def convert_moat(args) -> int:
-    import zoo  # noqa: F401  (registers the models)
     import timm
     from safetensors.torch import save_file
+
+    import zoo  # noqa: F401  (registers the models)
     from zoo.models.moat import convert_tf_checkpoint
 
     if not os.path.exists(args.src) and not os.path.exists(args.src + '.index'):

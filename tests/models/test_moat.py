@@ -5,19 +5,23 @@ import json
 import os
 
 import pytest
+import timm
 import torch
 import torch.nn.functional as F
+import zoo.ops._dispatch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-
-import timm
-import zoo
-import zoo.convert
-import zoo.ops._dispatch
 from zoo.models.moat import (
-    AvgPool2dSameExclusive, Moat, checkpoint_filter_fn, convert_tf_checkpoint, relative_position_bias,
+    AvgPool2dSameExclusive,
+    Moat,
+    checkpoint_filter_fn,
+    convert_tf_checkpoint,
+    relative_position_bias,
     tf_to_zoo_name,
 )
+
+import zoo
+import zoo.convert
 
 EMA = '/ExponentialMovingAverage'
 
@@ -216,7 +220,8 @@ def test_features_and_intermediates():
 # weights: EMA choice, idempotence, pretrained loading, converter
 
 def test_ema_choice_and_idempotence():
-    tf_vars = {'moat/stem/conv_0/kernel': torch.ones(3, 3, 3, 4), 'moat/stem/conv_0/kernel' + EMA: torch.zeros(3, 3, 3, 4),
+    tf_vars = {'moat/stem/conv_0/kernel': torch.ones(3, 3, 3, 4),
+               'moat/stem/conv_0/kernel' + EMA: torch.zeros(3, 3, 3, 4),
                'moat/stem/conv_0/bias': torch.ones(4), 'global_step': torch.tensor(5),
                'moat/stem/conv_0/kernel/Momentum': torch.ones(3, 3, 3, 4)}
     assert checkpoint_filter_fn(tf_vars)['stem.conv1.weight'].abs().sum() == 0  # EMA by default
