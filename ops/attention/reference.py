@@ -6,7 +6,7 @@ Shapes: q [B, H, N, D], k [B, H, M, D], v [B, H, M, Dv]; ``bias`` is optional an
 to [Bb, H, N, M] where ``B % Bb == 0`` and batch b uses bias[b % Bb]. That one rule covers
 a table shared by every window (Bb = 1: relative-position / attention-bias tables), one mask
 per window position (Bb = windows per image, with B = images * windows) and a bias per item
-(Bb = B). The softmax is computed in fp32 whatever the input dtype (MOAT and others rely on it).
+(Bb = B). The softmax is computed in fp32 (at least: fp64 stays fp64) whatever the input dtype (MOAT and others rely on it).
 
 This is the path every CPU user and every ONNX export runs, so it is plain, vectorised torch.
 """
@@ -57,11 +57,12 @@ def attention_reference(
     check_qkv(q, k, v)
     bias = normalize_bias(bias, q, k)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    attn = (q * scale) @ k.transpose(-2, -1)
+    attn = (q * scale if scale != 1.0 else q) @ k.transpose(-2, -1)
     if bias is not None:
         B, H, N, M = attn.shape
         Bb = bias.shape[0]
         # [B/Bb, Bb, H, N, M] + [Bb, Hb, N, M]: batch b meets bias[b % Bb], no copy of the bias
         attn = (attn.reshape(B // Bb, Bb, H, N, M) + bias).reshape(B, H, N, M)
-    attn = attn.float().softmax(dim=-1).to(v.dtype)
+    # softmax in at least fp32 (fp16/bf16 inputs are promoted; fp64 stays fp64)
+    attn = attn.softmax(dim=-1, dtype=torch.promote_types(attn.dtype, torch.float32)).to(v.dtype)
     return attn @ v

@@ -153,3 +153,39 @@ def test_custom_op_registered_with_fake_impl():
         q = torch.empty(2, 3, 10, 8)
         out, lse = torch.ops.zoo.attention_fwd(q, q, torch.empty(2, 3, 10, 5), None, 0.5)
     assert out.shape == (2, 3, 10, 5) and lse.shape == (2, 3, 10)
+
+
+@needs_triton
+def test_torch_compile_fullgraph_and_export_see_one_op():
+    """Dynamo traces the Triton path as the zoo::attention_fwd op (forward and backward), no graph break."""
+    if HAS_CUDA:
+        pytest.skip('checked on CPU through the interpreter; the GPU runs the kernels natively')
+    from zoo.ops.attention import attention_triton
+    q, k, v, bias = _inputs(2, 2, 9, 9, 16, 16, (2, 9, 9), torch.float32, 'cpu')
+
+    def f(q, k, v, bias):
+        return attention_triton(q, k, v, bias, 0.25)
+
+    compiled = torch.compile(f, fullgraph=True, backend='aot_eager')
+    out = compiled(q, k, v, bias)
+    out.sum().backward()
+    torch.testing.assert_close(out, attention_reference(q, k, v, bias, 0.25), atol=2e-5, rtol=2e-5)
+    assert q.grad is not None and bias.grad is not None
+
+    class M(torch.nn.Module):
+        def forward(self, q, k, v):
+            return attention_triton(q, k, v, None, 0.25)
+
+    ep = torch.export.export(M(), tuple(t.detach() for t in (q, k, v)))
+    targets = [str(n.target) for n in ep.graph.nodes if n.op == 'call_function']
+    assert any('zoo.attention_fwd' in t for t in targets), targets
+
+
+@needs_triton
+def test_custom_op_opcheck():
+    """torch.library.opcheck: schema, fake impl and autograd registration agree with the real kernel."""
+    if HAS_CUDA:
+        pytest.skip('checked on CPU through the interpreter')
+    q, k, v, bias = _inputs(1, 2, 5, 5, 16, 16, (2, 5, 5), torch.float32, 'cpu')
+    torch.library.opcheck(torch.ops.zoo.attention_fwd.default, (q, k, v, bias, 0.5),
+                          test_utils=('test_schema', 'test_faketensor', 'test_autograd_registration'))
