@@ -365,6 +365,14 @@ def check_input(x: torch.Tensor, in_chans: int):
                          f'{MIN_INPUT_SIZE} (the stride-32 map must hold a pixel)')
 
 
+def _init_weights(module: nn.Module):
+    # the official initialisers: every conv / dense kernel ~ N(0, 0.02), biases zero (rel-pos tables: N(0, 0.02) too)
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        nn.init.normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
 class Moat(nn.Module):
     """MOAT backbone + classifier (global mean -> LayerNorm -> linear)."""
 
@@ -426,6 +434,7 @@ class Moat(nn.Module):
         self.head = NormMlpClassifierHead(
             in_chs, num_classes, pool_type=global_pool, drop_rate=drop_rate,
             norm_layer=partial(LayerNorm2d, eps=LN_EPS))
+        self.apply(_init_weights)
 
     # -- timm contract ------------------------------------------------------------------------------------------
 
