@@ -36,7 +36,8 @@ class DWLayerScale(nn.Module):
 class ProjectionHead(nn.Module):
     """1x1 conv -> BN -> SiLU (the 'pre-logits' projection), global pool, then a 1x1-conv classifier.
 
-    ``global_pool=''`` keeps the map (4-D output); ``num_classes=0`` drops the classifier.
+    ``num_classes=0`` drops the classifier; ``global_pool=''`` makes the head an identity on the unpooled
+    feature map (timm's convention for ``reset_classifier(0, '')``: a 4-D map with ``num_features`` channels).
     """
 
     def __init__(self, in_chs: int, hidden: int, num_classes: int, global_pool: str = 'avg',
@@ -56,8 +57,10 @@ class ProjectionHead(nn.Module):
         self.fc = nn.Conv2d(self.hidden, num_classes, 1) if num_classes > 0 else nn.Identity()
 
     def forward(self, x, pre_logits: bool = False):
+        if self.global_pool.is_identity():
+            return x if isinstance(self.fc, nn.Identity) else self.fc(self.act(self.norm(self.proj(x))))
         x = self.global_pool(self.act(self.norm(self.proj(x))))
         x = self.drop(x)
         if not pre_logits:
             x = self.fc(x)
-        return x if self.global_pool.is_identity() else x.flatten(1)
+        return x.flatten(1)

@@ -286,7 +286,7 @@ class A2Mamba(nn.Module):
         self.head_hidden_size = projection
         img_size = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
         self.patch_embed = conv_stem(in_chans, embed_dims[0])
-        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, sum(depths))]
+        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, sum(depths), device='cpu')]
         self.stages = nn.ModuleList()
         self.feature_info = []
         for i in range(4):

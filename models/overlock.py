@@ -373,7 +373,7 @@ class OverLoCK(nn.Module):
         self.grad_checkpointing = False
 
         n_blocks = sum(depth) + sum(sub_depth)
-        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, n_blocks)]
+        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, n_blocks, device='cpu')]
         dpr_iter = iter(dpr)
 
         self.patch_embed1 = conv_stem(in_chans, embed_dim[0])
