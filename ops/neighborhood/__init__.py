@@ -9,6 +9,7 @@ OverLoCK's ContMix and A2Mamba's MASS. Border windows slide inward (no padding),
 axis into residue classes; see :mod:`.reference` for the exact rules. On CUDA with Triton the fused
 kernels run (they never materialise the k*k-expanded neighbour tensors); elsewhere the reference runs.
 """
+import os
 from typing import Optional, Tuple
 
 import torch
@@ -74,7 +75,12 @@ def neighborhood_av_triton(attn: torch.Tensor, v: torch.Tensor, kernel_size, dil
 # ----------------------------------------------------------------------------------------------
 # launchers and torch.library registration (only the Triton path goes through the custom ops)
 
-_BLOCK_P = 32
+# the interpreter (CPU tests) pays per program and per op, so it gets big pixel blocks
+_BLOCK_P = 128 if os.environ.get('TRITON_INTERPRET') == '1' else 32
+
+
+def _blocks(kw: int, D: int):
+    return dict(BLOCK_P=_BLOCK_P, BLOCK_KW=_triton.next_power_of_2(kw), BLOCK_D=max(16, _triton.next_power_of_2(D)))
 
 
 def _pair_dot(x, y, rpb, kh, kw, dh, dw):
@@ -84,7 +90,7 @@ def _pair_dot(x, y, rpb, kh, kw, dh, dw):
     rpb_t = rpb.contiguous() if rpb is not None else x
     grid = (_triton.cdiv(H * W, _BLOCK_P), B * nh)
     _tk.pair_dot_kernel[grid](x, y, rpb_t, out, H, W, nh, D, KH=kh, KW=kw, DH=dh, DW=dw, HAS_RPB=rpb is not None,
-                              BLOCK_P=_BLOCK_P, BLOCK_D=max(16, _triton.next_power_of_2(D)))
+                              **_blocks(kw, D))
     return out
 
 
@@ -93,7 +99,7 @@ def _weighted_sum(w, y, kh, kw, dh, dw):
     out = torch.empty_like(y, memory_format=torch.contiguous_format)
     grid = (_triton.cdiv(H * W, _BLOCK_P), B * nh)
     _tk.weighted_sum_kernel[grid](w.contiguous(), y.contiguous(), out, H, W, D, KH=kh, KW=kw, DH=dh, DW=dw,
-                                  BLOCK_P=_BLOCK_P, BLOCK_D=max(16, _triton.next_power_of_2(D)))
+                                  **_blocks(kw, D))
     return out
 
 
@@ -102,7 +108,7 @@ def _scatter(w, x, kh, kw, dh, dw):
     out = torch.zeros((B, nh, H, W, D), device=x.device, dtype=torch.float32)
     grid = (_triton.cdiv(H * W, _BLOCK_P), B * nh)
     _tk.scatter_kernel[grid](w.contiguous(), x.contiguous(), out, H, W, D, KH=kh, KW=kw, DH=dh, DW=dw,
-                             BLOCK_P=_BLOCK_P, BLOCK_D=max(16, _triton.next_power_of_2(D)))
+                             **_blocks(kw, D))
     return out.to(x.dtype)
 
 

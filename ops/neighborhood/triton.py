@@ -1,6 +1,7 @@
 """Triton kernels for 2-D neighborhood aggregation (NATTEN 0.17 rules), forward and backward.
 
-One program handles BLOCK_P pixels of one (batch, head) and walks the kh*kw taps; each tap's neighbour
+One program handles BLOCK_P pixels of one (batch, head) and walks the kh kernel rows, each row's kw taps
+as one [BLOCK_P, BLOCK_KW, BLOCK_D] tile; each tap's neighbour
 (and bias index) is computed in-kernel from the pixel coordinates with the clamp rule of
 :mod:`.reference`, so nothing k*k-expanded is ever written:
 
@@ -28,88 +29,88 @@ def _window(i, L, K: tl.constexpr, DIL: tl.constexpr):
 
 
 @triton.jit
-def pair_dot_kernel(X, Y, RPB, OUT, H, W, NH, D,
-                    KH: tl.constexpr, KW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr,
-                    HAS_RPB: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_D: tl.constexpr):
-    pid_p = tl.program_id(0)
-    pid_bh = tl.program_id(1)
-    HW = H * W
+def _setup(pid_p, H, W, D, KH: tl.constexpr, KW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr,
+           BLOCK_P: tl.constexpr, BLOCK_KW: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Pixel offsets, masks and per-axis window data shared by the three kernels."""
     offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
+    offs_e = tl.arange(0, BLOCK_KW)
     offs_d = tl.arange(0, BLOCK_D)
-    mask_p = offs_p < HW
-    mask = mask_p[:, None] & (offs_d[None, :] < D)
+    mask_p = offs_p < H * W
+    mask_pe = mask_p[:, None] & (offs_e[None, :] < KW)
+    mask_ped = mask_pe[:, :, None] & (offs_d[None, None, :] < D)
     i = offs_p // W
     j = offs_p % W
     sy, py, ry = _window(i, H, KH, DH)
     sx, px, rx = _window(j, W, KW, DW)
+    nj = (sx[:, None] + offs_e[None, :]) * DW + rx[:, None]          # [P, KW] neighbour columns
+    bx = sx[:, None] + offs_e[None, :] - px[:, None] + KW - 1        # [P, KW] bias columns
+    return offs_p, offs_e, offs_d, mask_p, mask_pe, mask_ped, sy, py, ry, nj, bx
+
+
+@triton.jit
+def pair_dot_kernel(X, Y, RPB, OUT, H, W, NH, D,
+                    KH: tl.constexpr, KW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr, HAS_RPB: tl.constexpr,
+                    BLOCK_P: tl.constexpr, BLOCK_KW: tl.constexpr, BLOCK_D: tl.constexpr):
+    pid_p = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    offs_p, offs_e, offs_d, mask_p, mask_pe, mask_ped, sy, py, ry, nj, bx = _setup(
+        pid_p, H, W, D, KH, KW, DH, DW, BLOCK_P, BLOCK_KW, BLOCK_D)
+    HW = H * W
     base = pid_bh.to(tl.int64) * HW * D
-    x = tl.load(X + base + offs_p[:, None] * D + offs_d[None, :], mask=mask, other=0.).to(tl.float32)
-    out_base = OUT + pid_bh.to(tl.int64) * HW * (KH * KW) + offs_p * (KH * KW)
-    h = pid_bh % NH
+    x = tl.load(X + base + offs_p[:, None] * D + offs_d[None, :],
+                mask=mask_p[:, None] & (offs_d[None, :] < D), other=0.).to(tl.float32)
+    out_ptrs = OUT + pid_bh.to(tl.int64) * HW * (KH * KW) + offs_p[:, None] * (KH * KW) + offs_e[None, :]
+    rpb_base = RPB + (pid_bh % NH) * (2 * KH - 1) * (2 * KW - 1)
     for a in range(KH):
-        ni = (sy + a) * DH + ry
-        for e in range(KW):
-            nj = (sx + e) * DW + rx
-            y = tl.load(Y + base + (ni * W + nj)[:, None] * D + offs_d[None, :], mask=mask, other=0.).to(tl.float32)
-            s = tl.sum(x * y, axis=1)
-            if HAS_RPB:
-                by = sy + a - py + KH - 1
-                bx = sx + e - px + KW - 1
-                s += tl.load(RPB + h * (2 * KH - 1) * (2 * KW - 1) + by * (2 * KW - 1) + bx,
-                             mask=mask_p, other=0.).to(tl.float32)
-            tl.store(out_base + a * KW + e, s.to(OUT.dtype.element_ty), mask=mask_p)
+        ni = (sy + a) * DH + ry                                             # [P]
+        nbr = ni[:, None] * W + nj                                          # [P, KW]
+        y = tl.load(Y + base + nbr[:, :, None] * D + offs_d[None, None, :], mask=mask_ped, other=0.).to(tl.float32)
+        s = tl.sum(x[:, None, :] * y, axis=2)                               # [P, KW]
+        if HAS_RPB:
+            by = sy + a - py + KH - 1
+            s += tl.load(rpb_base + by[:, None] * (2 * KW - 1) + bx, mask=mask_pe, other=0.).to(tl.float32)
+        tl.store(out_ptrs + a * KW, s.to(OUT.dtype.element_ty), mask=mask_pe)
 
 
 @triton.jit
 def weighted_sum_kernel(Wt, Y, OUT, H, W, D,
                         KH: tl.constexpr, KW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr,
-                        BLOCK_P: tl.constexpr, BLOCK_D: tl.constexpr):
+                        BLOCK_P: tl.constexpr, BLOCK_KW: tl.constexpr, BLOCK_D: tl.constexpr):
     pid_p = tl.program_id(0)
     pid_bh = tl.program_id(1)
+    offs_p, offs_e, offs_d, mask_p, mask_pe, mask_ped, sy, py, ry, nj, bx = _setup(
+        pid_p, H, W, D, KH, KW, DH, DW, BLOCK_P, BLOCK_KW, BLOCK_D)
     HW = H * W
-    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
-    offs_d = tl.arange(0, BLOCK_D)
-    mask_p = offs_p < HW
-    mask = mask_p[:, None] & (offs_d[None, :] < D)
-    i = offs_p // W
-    j = offs_p % W
-    sy, py, ry = _window(i, H, KH, DH)
-    sx, px, rx = _window(j, W, KW, DW)
     base = pid_bh.to(tl.int64) * HW * D
-    w_base = Wt + pid_bh.to(tl.int64) * HW * (KH * KW) + offs_p * (KH * KW)
+    w_ptrs = Wt + pid_bh.to(tl.int64) * HW * (KH * KW) + offs_p[:, None] * (KH * KW) + offs_e[None, :]
     acc = tl.zeros((BLOCK_P, BLOCK_D), dtype=tl.float32)
     for a in range(KH):
         ni = (sy + a) * DH + ry
-        for e in range(KW):
-            nj = (sx + e) * DW + rx
-            w = tl.load(w_base + a * KW + e, mask=mask_p, other=0.).to(tl.float32)
-            y = tl.load(Y + base + (ni * W + nj)[:, None] * D + offs_d[None, :], mask=mask, other=0.).to(tl.float32)
-            acc += w[:, None] * y
-    tl.store(OUT + base + offs_p[:, None] * D + offs_d[None, :], acc.to(OUT.dtype.element_ty), mask=mask)
+        nbr = ni[:, None] * W + nj
+        w = tl.load(w_ptrs + a * KW, mask=mask_pe, other=0.).to(tl.float32)
+        y = tl.load(Y + base + nbr[:, :, None] * D + offs_d[None, None, :], mask=mask_ped, other=0.).to(tl.float32)
+        acc += tl.sum(w[:, :, None] * y, axis=1)
+    tl.store(OUT + base + offs_p[:, None] * D + offs_d[None, :], acc.to(OUT.dtype.element_ty),
+             mask=mask_p[:, None] & (offs_d[None, :] < D))
 
 
 @triton.jit
 def scatter_kernel(Wt, X, OUT, H, W, D,
                    KH: tl.constexpr, KW: tl.constexpr, DH: tl.constexpr, DW: tl.constexpr,
-                   BLOCK_P: tl.constexpr, BLOCK_D: tl.constexpr):
+                   BLOCK_P: tl.constexpr, BLOCK_KW: tl.constexpr, BLOCK_D: tl.constexpr):
     """OUT (fp32, zero-initialised) [n_t(p)] += Wt[p, t] * X[p] for every pixel p and tap t."""
     pid_p = tl.program_id(0)
     pid_bh = tl.program_id(1)
+    offs_p, offs_e, offs_d, mask_p, mask_pe, mask_ped, sy, py, ry, nj, bx = _setup(
+        pid_p, H, W, D, KH, KW, DH, DW, BLOCK_P, BLOCK_KW, BLOCK_D)
     HW = H * W
-    offs_p = pid_p * BLOCK_P + tl.arange(0, BLOCK_P)
-    offs_d = tl.arange(0, BLOCK_D)
-    mask_p = offs_p < HW
-    mask = mask_p[:, None] & (offs_d[None, :] < D)
-    i = offs_p // W
-    j = offs_p % W
-    sy, py, ry = _window(i, H, KH, DH)
-    sx, px, rx = _window(j, W, KW, DW)
     base = pid_bh.to(tl.int64) * HW * D
-    x = tl.load(X + base + offs_p[:, None] * D + offs_d[None, :], mask=mask, other=0.).to(tl.float32)
-    w_base = Wt + pid_bh.to(tl.int64) * HW * (KH * KW) + offs_p * (KH * KW)
+    x = tl.load(X + base + offs_p[:, None] * D + offs_d[None, :],
+                mask=mask_p[:, None] & (offs_d[None, :] < D), other=0.).to(tl.float32)
+    w_ptrs = Wt + pid_bh.to(tl.int64) * HW * (KH * KW) + offs_p[:, None] * (KH * KW) + offs_e[None, :]
     for a in range(KH):
         ni = (sy + a) * DH + ry
-        for e in range(KW):
-            nj = (sx + e) * DW + rx
-            w = tl.load(w_base + a * KW + e, mask=mask_p, other=0.).to(tl.float32)
-            tl.atomic_add(OUT + base + (ni * W + nj)[:, None] * D + offs_d[None, :], w[:, None] * x, mask=mask)
+        nbr = ni[:, None] * W + nj
+        w = tl.load(w_ptrs + a * KW, mask=mask_pe, other=0.).to(tl.float32)
+        tl.atomic_add(OUT + base + nbr[:, :, None] * D + offs_d[None, None, :], w[:, :, None] * x[:, None, :],
+                      mask=mask_ped)

@@ -112,9 +112,79 @@ def test_invalid_arguments_raise(bad):
 
 def test_reference_gradients_fp64():
     g = torch.Generator().manual_seed(0)
-    q, k, v = (torch.randn(1, 2, 6, 7, 3, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
-    rpb = torch.randn(2, 5, 5, generator=g, dtype=torch.float64, requires_grad=True)
-    attn = torch.randn(1, 2, 6, 7, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    q, k, v = (torch.randn(1, 1, 6, 6, 2, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    rpb = torch.randn(1, 5, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    attn = torch.randn(1, 1, 6, 6, 9, generator=g, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b, c: neighborhood_qk_reference(a, b, 3, (2, 2), c), (q, k, rpb))
     assert torch.autograd.gradcheck(lambda a, b: neighborhood_av_reference(a, b, 3, (1, 2)), (attn, v))
 
+
+
+def _compare_triton(B, nh, H, W, ks, dil, D, dtype, device, atol, rtol, with_rpb=True):
+    from zoo.ops.neighborhood import neighborhood_av_triton, neighborhood_qk_triton
+    kh, kw = (ks, ks) if isinstance(ks, int) else ks
+    g = torch.Generator().manual_seed(H * 31 + W)
+    mk = lambda *s: torch.randn(*s, generator=g).to(device=device, dtype=dtype).requires_grad_()  # noqa: E731
+    q, k, v = mk(B, nh, H, W, D), mk(B, nh, H, W, D), mk(B, nh, H, W, D)
+    attn = mk(B, nh, H, W, kh * kw)
+    rpb = mk(nh, 2 * kh - 1, 2 * kw - 1) if with_rpb else None
+    g_attn = torch.randn(B, nh, H, W, kh * kw, generator=g).to(device=device, dtype=dtype)
+    g_out = torch.randn(B, nh, H, W, D, generator=g).to(device=device, dtype=dtype)
+    leaves = [t for t in (q, k, rpb, attn, v) if t is not None]
+
+    def run(fn_qk, fn_av, tensors):
+        q_, k_, rpb_, attn_, v_ = tensors
+        a = fn_qk(q_, k_, ks, dil, rpb_)
+        o = fn_av(attn_, v_, ks, dil)
+        live = [t for t in tensors if t is not None]
+        grads = torch.autograd.grad((a * g_attn.to(a.dtype)).sum() + (o * g_out.to(o.dtype)).sum(), live)
+        return [a, o, *grads]
+
+    as64 = [t.detach().double().requires_grad_() if t is not None else None for t in (q, k, rpb, attn, v)]
+    ref = run(neighborhood_qk_reference, neighborhood_av_reference, as64)
+    tri = run(neighborhood_qk_triton, neighborhood_av_triton, (q, k, rpb, attn, v))
+    names = ['attn', 'out'] + ['d' + n for n, t in zip(('q', 'k', 'rpb', 'attn', 'v'), (q, k, rpb, attn, v))
+                               if t is not None]
+    assert len(leaves) + 2 == len(tri)
+    for name, t, r in zip(names, tri, ref):
+        torch.testing.assert_close(t.double(), r, atol=atol, rtol=rtol, msg=lambda m: f'{name}: {m}')
+
+
+# interpreter cases: kernels 3-13, dilations 1-4 (per axis), odd / non-square maps, maps == kernel * dilation
+TRITON_CASES = [
+    # B, heads, H, W, kernel, dilation, D
+    (2, 2, 7, 9, 3, 1, 4),
+    (1, 2, 10, 11, 5, (2, 1), 3),
+    (1, 1, 13, 14, 13, 1, 8),
+    (1, 2, 9, 12, (3, 5), (3, 2), 16),
+    (1, 1, 12, 13, 3, 4, 5),
+    (1, 1, 14, 15, 7, 2, 6),
+    (1, 1, 11, 11, 11, 1, 2),
+    (1, 2, 7, 7, 7, 1, 32),
+]
+
+
+@needs_triton
+@pytest.mark.parametrize('B,nh,H,W,ks,dil,D', TRITON_CASES)
+def test_triton_matches_reference_fp32(B, nh, H, W, ks, dil, D):
+    _compare_triton(B, nh, H, W, ks, dil, D, torch.float32, 'cpu', atol=1e-4, rtol=1e-4)
+
+
+@needs_triton
+def test_triton_without_rpb():
+    _compare_triton(1, 2, 8, 7, 3, (2, 1), 4, torch.float32, 'cpu', atol=1e-4, rtol=1e-4, with_rpb=False)
+
+
+@needs_triton
+def test_dispatch_uses_reference_on_cpu():
+    from zoo.ops._dispatch import use_triton
+    x = torch.randn(1, 1, 5, 5, 2)
+    assert not use_triton(x)
+
+
+@pytest.mark.skipif(not HAS_CUDA, reason='needs CUDA')
+@pytest.mark.parametrize('dtype,tol', [(torch.float32, 1e-4), (torch.float16, 2e-2), (torch.bfloat16, 8e-2)])
+@pytest.mark.parametrize('B,nh,H,W,ks,dil,D', [(2, 4, 56, 56, 11, 5, 16), (2, 4, 14, 14, 13, 1, 32),
+                                               (3, 2, 49, 63, 11, (4, 5), 16), (2, 8, 7, 8, 7, 1, 24)])
+def test_triton_cuda_realistic(B, nh, H, W, ks, dil, D, dtype, tol):
+    _compare_triton(B, nh, H, W, ks, dil, D, dtype, 'cuda', atol=tol, rtol=tol)
