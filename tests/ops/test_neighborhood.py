@@ -188,3 +188,14 @@ def test_dispatch_uses_reference_on_cpu():
                                                (3, 2, 49, 63, 11, (4, 5), 16), (2, 8, 7, 8, 7, 1, 24)])
 def test_triton_cuda_realistic(B, nh, H, W, ks, dil, D, dtype, tol):
     _compare_triton(B, nh, H, W, ks, dil, D, dtype, 'cuda', atol=tol, rtol=tol)
+
+
+@needs_triton
+def test_custom_ops_opcheck():
+    """torch.library.opcheck: fake (meta) kernels, schemas and autograd registration of the Triton ops."""
+    g = torch.Generator().manual_seed(0)
+    q, k = (torch.randn(1, 1, 5, 6, 3, generator=g, requires_grad=True) for _ in range(2))
+    rpb = torch.randn(1, 5, 5, generator=g, requires_grad=True)
+    attn = torch.randn(1, 1, 5, 6, 9, generator=g, requires_grad=True)
+    torch.library.opcheck(torch.ops.zoo.neighborhood_qk.default, (q, k, rpb, 3, 3, 1, 2))
+    torch.library.opcheck(torch.ops.zoo.neighborhood_av.default, (attn, q, 3, 3, 1, 2))

@@ -87,3 +87,10 @@ def test_triton_without_softplus():
 @pytest.mark.parametrize('Bt,D,L', [(4, 64, 3136), (2, 128, 784), (3, 48, 13 * 16)])
 def test_triton_cuda_realistic(Bt, D, L):
     _compare_triton(Bt, D, L, torch.float32, 'cuda', atol=1e-3, rtol=1e-3)
+
+
+@needs_triton
+def test_custom_op_opcheck():
+    """torch.library.opcheck: fake (meta) kernel, schema and autograd registration of the Triton op."""
+    u, delta, A, B, bias = _inputs(1, 3, 7, grouped_b=False)
+    torch.library.opcheck(torch.ops.zoo.selective_scan_states.default, (u, delta, A, B, bias, True))
