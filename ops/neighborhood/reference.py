@@ -9,8 +9,9 @@ rho = i mod d at class position p = i // d; the class has L_rho = ceil((L - rho)
 window starts at s = clamp(p - r, 0, L_rho - k) (windows slide inward at borders, nothing is padded),
 neighbour t is (s + t)*d + rho and its bias index is s + t - p + k - 1. Every axis needs L >= k*d.
 
-The ops neither scale nor softmax. This reference gathers the neighbours one kernel row at a time
-(memory O(B*heads*H*W*kw*D) instead of the full k*k expansion) and is the CPU / ONNX path.
+The ops neither scale nor softmax. This reference walks the kh*kw taps; for each it gathers one shifted
+copy of k / v (two ``index_select``, separable per axis), so the working set is O(B*heads*H*W*D), never the
+k*k-expanded neighbour tensor. It is the CPU / ONNX path.
 """
 from typing import Optional, Sequence, Tuple, Union
 
@@ -53,11 +54,6 @@ def neighbor_tables(L: int, k: int, d: int, device=None) -> Tuple[torch.Tensor, 
     return nbr, bias
 
 
-def _row_gather(x: torch.Tensor, ny_a: torch.Tensor, nx: torch.Tensor) -> torch.Tensor:
-    """x [B, h, H, W, D] -> [B, h, H, W, kw, D]: the neighbours of one kernel row for every pixel."""
-    return x[:, :, ny_a[:, None, None], nx[None, :, :], :]
-
-
 def neighborhood_qk_reference(
         q: torch.Tensor,
         k: torch.Tensor,
@@ -69,11 +65,12 @@ def neighborhood_qk_reference(
     (kh, kw), (dh, dw) = check_neighborhood(H, W, kernel_size, dilation)
     ny, by = neighbor_tables(H, kh, dh, q.device)
     nx, bx = neighbor_tables(W, kw, dw, q.device)
-    rows = []
+    taps = []
     for a in range(kh):
-        kn = _row_gather(k, ny[:, a], nx)  # [B, h, H, W, kw, D]
-        rows.append(torch.matmul(kn, q.unsqueeze(-1)).squeeze(-1))
-    attn = torch.cat(rows, dim=-1)
+        k_row = k.index_select(2, ny[:, a])  # row a of every pixel's window: [B, h, H, W, D]
+        for e in range(kw):
+            taps.append(torch.linalg.vecdot(k_row.index_select(3, nx[:, e]), q))
+    attn = torch.stack(taps, dim=-1)
     if rpb is not None:
         if rpb.shape != (nh, 2 * kh - 1, 2 * kw - 1):
             raise ValueError(f'rpb shape {tuple(rpb.shape)} != {(nh, 2 * kh - 1, 2 * kw - 1)}')
@@ -94,9 +91,9 @@ def neighborhood_av_reference(
         raise ValueError(f'attn shape {tuple(attn.shape)} != {(B, nh, H, W, kh * kw)}')
     ny, _ = neighbor_tables(H, kh, dh, v.device)
     nx, _ = neighbor_tables(W, kw, dw, v.device)
-    out = None
+    out = torch.zeros_like(v)
     for a in range(kh):
-        vn = _row_gather(v, ny[:, a], nx)  # [B, h, H, W, kw, D]
-        part = torch.matmul(attn[..., a * kw:(a + 1) * kw].unsqueeze(-2), vn).squeeze(-2)
-        out = part if out is None else out + part
+        v_row = v.index_select(2, ny[:, a])  # row a of every pixel's window: [B, h, H, W, D]
+        for e in range(kw):
+            out = torch.addcmul(out, attn[..., a * kw + e, None], v_row.index_select(3, nx[:, e]))
     return out
