@@ -3,7 +3,6 @@ the depthwise-1x1 LayerScale (weight (C,1,1,1) plus bias), and the conv projecti
 (1x1 conv -> BN -> SiLU -> global pool -> 1x1 classifier)."""
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.layers import SelectAdaptivePool2d
 
 __all__ = ['conv_stem', 'DWLayerScale', 'ProjectionHead']

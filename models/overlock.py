@@ -328,7 +328,8 @@ class CTXDownsample(nn.Module):
 
     def __init__(self, dim: int, out_dim: int):
         super().__init__()
-        self.x_proj = nn.Sequential(nn.Conv2d(dim, out_dim, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out_dim))
+        self.x_proj = nn.Sequential(
+            nn.Conv2d(dim, out_dim, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out_dim))
         ctx = out_dim // 4
         self.h_proj = nn.Sequential(nn.Conv2d(ctx, ctx, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(ctx))
 

@@ -16,7 +16,7 @@ import torch
 
 from .._dispatch import HAS_TRITON, use_triton
 from .reference import (
-    check_neighborhood, neighbor_tables, neighborhood_av_reference, neighborhood_qk_reference, pair)
+    check_neighborhood, neighbor_tables, neighborhood_av_reference, neighborhood_qk_reference)
 
 __all__ = [
     'neighborhood_qk', 'neighborhood_av', 'neighborhood_rpb', 'neighborhood_qk_reference',

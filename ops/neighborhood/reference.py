@@ -30,7 +30,8 @@ def pair(x: IntPair) -> Tuple[int, int]:
     return int(x), int(x)
 
 
-def check_neighborhood(H: int, W: int, kernel_size: IntPair, dilation: IntPair) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+def check_neighborhood(H: int, W: int, kernel_size: IntPair,
+                       dilation: IntPair) -> Tuple[Tuple[int, int], Tuple[int, int]]:
     ks, dil = pair(kernel_size), pair(dilation)
     for name, L, k, d in (('height', H, ks[0], dil[0]), ('width', W, ks[1], dil[1])):
         if k < 1 or k % 2 == 0:

@@ -46,7 +46,8 @@ def selective_scan_states_triton(u: torch.Tensor, delta: torch.Tensor, A: torch.
 # launchers and torch.library registration (only the Triton path goes through the custom ops)
 
 def _blocks(D: int, L: int):
-    return dict(BLOCK_D=min(32, max(2, _triton.next_power_of_2(D))), BLOCK_L=min(64, max(2, _triton.next_power_of_2(L))))
+    return dict(BLOCK_D=min(32, max(2, _triton.next_power_of_2(D))),
+                BLOCK_L=min(64, max(2, _triton.next_power_of_2(L))))
 
 
 def _fwd_impl(u, delta, A, B, bias, softplus):
