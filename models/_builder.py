@@ -100,7 +100,7 @@ def zoo_model_names(pattern: Optional[str] = None) -> List[str]:
 
 def family_of(name: str) -> str:
     """The family (model file) of a zoo model: ``zoo_davit_tiny`` -> ``davit``."""
-    fn = timm.models.get_model_entrypoint(to_zoo_name(name).partition('.')[0])
+    fn = timm.models.model_entrypoint(to_zoo_name(name).partition('.')[0])
     return fn.__module__.rpartition('.')[2]
 
 

@@ -75,6 +75,8 @@ def _bias_args(bias: Optional[torch.Tensor], H: int, q: torch.Tensor):
 
 
 def _fwd_impl(q, k, v, bias, scale) -> Tuple[torch.Tensor, torch.Tensor]:
+    check_qkv(q, k, v)
+    bias = normalize_bias(bias, q, k)  # the op accepts every bias form attention() does
     B, H, N, D = q.shape
     M, DV = k.shape[2], v.shape[3]
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
@@ -92,6 +94,8 @@ def _fwd_impl(q, k, v, bias, scale) -> Tuple[torch.Tensor, torch.Tensor]:
 
 
 def _bwd_impl(do, q, k, v, bias, out, lse, scale, bias_requires_grad):
+    bias_shape = bias.shape if bias is not None else None
+    bias = normalize_bias(bias, q, k)
     B, H, N, D = q.shape
     M, DV = k.shape[2], v.shape[3]
     q, k, v, out, do = (t.contiguous() for t in (q, k, v, out, do))
@@ -110,7 +114,7 @@ def _bwd_impl(do, q, k, v, bias, out, lse, scale, bias_requires_grad):
     _tk.attn_bwd_dq_kernel[(_triton.cdiv(N, blk['BLOCK_M']), B * H)](
         q, k, v, bias_t, do, lse, delta, dq, H, N, M, D, DV, BB, scale, *sb, **common)
     if write_ds:
-        dbias = _reduce_to_bias(ds, bias)
+        dbias = _reduce_to_bias(ds, bias).reshape(bias_shape)
     else:
         dbias = q.new_empty(0)
     return dq, dk, dv, dbias

@@ -85,10 +85,21 @@ def test_triton_matches_reference_gpu(B, H, N, D, bias_kind, dtype, atol):
     _compare(B, H, N, N, D, D, bias_shape, dtype, 'cuda', atol=atol, rtol=atol)
 
 
-def test_reference_matches_sdpa():
-    q, k, v, bias = _inputs(3, 2, 11, 11, 8, 8, (2, 11, 11), torch.float64, 'cpu')
-    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=0.3)
+@pytest.mark.parametrize('B,H,N,M,D,DV,bias_shape', [
+    (3, 2, 11, 11, 8, 8, (2, 11, 11)), (4, 2, 9, 7, 8, 5, (2, 2, 9, 7)), (2, 1, 5, 5, 4, 4, (5, 5)),
+    (2, 3, 6, 6, 4, 4, None), (6, 3, 4, 4, 4, 4, (3, 1, 4, 4)),
+])
+def test_eager_and_export_forms_agree(B, H, N, M, D, DV, bias_shape):
+    """The SDPA form (eager) and the written-out form (exports) are the same function."""
+    from zoo.ops.attention.reference import attention_math, normalize_bias
+    q, k, v, bias = _inputs(B, H, N, M, D, DV, bias_shape, torch.float64, 'cpu')
+    expected = attention_math(q, k, v, normalize_bias(bias, q, k), 0.3)
     torch.testing.assert_close(attention_reference(q, k, v, bias, 0.3), expected)
+    # and the written-out form against a direct per-item loop of the definition
+    nb = normalize_bias(bias, q, k)
+    for b in range(B):
+        logits = 0.3 * q[b] @ k[b].transpose(-1, -2) + (nb[b % nb.shape[0]] if nb is not None else 0)
+        torch.testing.assert_close(expected[b], logits.softmax(-1) @ v[b])
 
 
 def test_bias_broadcast_per_window():
@@ -119,6 +130,8 @@ def test_dispatch_picks_reference_on_cpu_and_in_export(monkeypatch):
     monkeypatch.setenv('ZOO_OPS', 'bogus')
     with pytest.raises(ValueError, match='ZOO_OPS'):
         use_triton(x)
+    monkeypatch.setenv('ZOO_OPS', 'triton')
+    assert not use_triton(x)  # CPU tensors always take the reference
     monkeypatch.delenv('ZOO_OPS')
     if HAS_CUDA:
         xc = x.cuda()
@@ -153,3 +166,39 @@ def test_custom_op_registered_with_fake_impl():
         q = torch.empty(2, 3, 10, 8)
         out, lse = torch.ops.zoo.attention_fwd(q, q, torch.empty(2, 3, 10, 5), None, 0.5)
     assert out.shape == (2, 3, 10, 5) and lse.shape == (2, 3, 10)
+
+
+@needs_triton
+def test_torch_compile_fullgraph_and_export_see_one_op():
+    """Dynamo traces the Triton path as the zoo::attention_fwd op (forward and backward), no graph break."""
+    if HAS_CUDA:
+        pytest.skip('checked on CPU through the interpreter; the GPU runs the kernels natively')
+    from zoo.ops.attention import attention_triton
+    q, k, v, bias = _inputs(2, 2, 9, 9, 16, 16, (2, 9, 9), torch.float32, 'cpu')
+
+    def f(q, k, v, bias):
+        return attention_triton(q, k, v, bias, 0.25)
+
+    compiled = torch.compile(f, fullgraph=True, backend='aot_eager')
+    out = compiled(q, k, v, bias)
+    out.sum().backward()
+    torch.testing.assert_close(out, attention_reference(q, k, v, bias, 0.25), atol=2e-5, rtol=2e-5)
+    assert q.grad is not None and bias.grad is not None
+
+    class M(torch.nn.Module):
+        def forward(self, q, k, v):
+            return attention_triton(q, k, v, None, 0.25)
+
+    ep = torch.export.export(M(), tuple(t.detach() for t in (q, k, v)))
+    targets = [str(n.target) for n in ep.graph.nodes if n.op == 'call_function']
+    assert any('zoo.attention_fwd' in t for t in targets), targets
+
+
+@needs_triton
+def test_custom_op_opcheck():
+    """torch.library.opcheck: schema, fake impl and autograd registration agree with the real kernel."""
+    if HAS_CUDA:
+        pytest.skip('checked on CPU through the interpreter')
+    q, k, v, bias = _inputs(1, 2, 5, 5, 16, 16, (2, 5, 5), torch.float32, 'cpu')
+    torch.library.opcheck(torch.ops.zoo.attention_fwd.default, (q, k, v, bias, 0.5),
+                          test_utils=('test_schema', 'test_faketensor', 'test_autograd_registration'))

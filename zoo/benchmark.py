@@ -1,0 +1,420 @@
+"""Speed and memory of zoo models side by side with their reference, in one run.
+
+    python tools/benchmark.py --models 'efficientvit_m*' --compare timm --batch-sizes 1 32
+    zoo benchmark --models zoo_davit_tiny --compare reference --device cuda --dtype bf16 --batch-sizes 256
+
+For every model and setting it measures inference images/s and a training step (forward,
+backward, AdamW step) images/s, plus peak memory, for the zoo model and for its counterpart:
+
+* ``--compare timm``: timm's own model of the same plain name (same weights, so the same
+  numbers; falls back to ``reference`` where timm has no such model);
+* ``--compare reference``: the same zoo model with ``ZOO_OPS=reference`` (the pure-PyTorch ops);
+* ``--compare none``: the zoo model alone.
+
+Timing: warm-up, then ``--runs`` timed repetitions alternating zoo / counterpart (so a noisy
+machine slows both alike), median reported, ratio = zoo throughput / counterpart throughput.
+Peak memory: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU (Linux) the peak resident-set growth
+during one steady step in a fresh subprocess (``--no-cpu-memory`` skips it).
+Results go to ``--output`` as JSON, CSV and a markdown table; ``--plot`` also draws a PNG.
+"""
+import argparse
+import contextlib
+import csv
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, List, Optional
+
+import torch
+
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+
+@dataclass
+class Result:
+    model: str
+    counterpart: str
+    mode: str
+    batch: int
+    img_size: int
+    dtype: str
+    device: str
+    channels_last: bool
+    compile: bool
+    zoo_ips: float
+    ref_ips: Optional[float] = None
+    ratio: Optional[float] = None
+    zoo_mem_mb: Optional[float] = None
+    ref_mem_mb: Optional[float] = None
+    zoo_times_ms: List[float] = field(default_factory=list)
+    ref_times_ms: List[float] = field(default_factory=list)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog='zoo benchmark', description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--models', nargs='+', default=['efficientvit_m*'],
+                   help='zoo model names or patterns (plain or zoo_ names)')
+    p.add_argument('--compare', choices=['timm', 'reference', 'none'], default='timm')
+    p.add_argument('--batch-sizes', nargs='+', type=int, default=[1, 32])
+    p.add_argument('--img-size', type=int, default=224)
+    p.add_argument('--dtype', choices=sorted(DTYPES), default='fp32', help='autocast dtype (fp32 = no autocast)')
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument('--mode', choices=['infer', 'train', 'both'], default='infer')
+    p.add_argument('--channels-last', action='store_true')
+    p.add_argument('--compile', action='store_true', help='torch.compile both models')
+    p.add_argument('--threads', type=int, default=None, help='CPU threads (default: torch default)')
+    p.add_argument('--warmup', type=int, default=3)
+    p.add_argument('--runs', type=int, default=10)
+    p.add_argument('--no-cpu-memory', action='store_true', help='skip the CPU peak-memory subprocesses')
+    p.add_argument('--output', default='bench_results', help='folder for results.{json,csv,md}')
+    p.add_argument('--plot', action='store_true', help='also write throughput.png')
+    p.add_argument('--ops', nargs='+', default=None, metavar='OP',
+                   help='kernel-level table instead of models: zoo.ops OPs (attention) vs their reference, '
+                        'forward and forward+backward, at the shapes the families use (CUDA)')
+    p.add_argument('--_memprobe', nargs=2, metavar=('WHICH', 'NAME'), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.device.startswith('cuda') and not torch.cuda.is_available():
+        p.error('--device cuda: no CUDA device is available')
+    if min(args.batch_sizes) < 1 or args.img_size < 16 or args.runs < 1:
+        p.error('batch sizes must be >= 1, --img-size >= 16 and --runs >= 1')
+    return args
+
+
+# ----------------------------------------------------------------------------------------------
+# building the pair
+
+def _resolve_models(patterns: List[str]) -> List[str]:
+    import zoo
+    names = []
+    for pat in patterns:
+        found = zoo.list_models(pat) if any(c in pat for c in '*?[') else [zoo.resolve_model_name(pat)]
+        if not found:
+            raise SystemExit(f'zoo benchmark: no zoo model matches {pat!r}')
+        names += [n for n in found if n not in names]
+    return names
+
+
+def _counterpart(name: str, compare: str) -> str:
+    """'timm:<name>' for timm's model, 'reference' for the zoo model on the reference ops, or ''."""
+    import timm
+    if compare == 'none':
+        return ''
+    plain = name.removeprefix('zoo_')
+    if compare == 'timm':
+        fn = timm.models.model_entrypoint(plain) if timm.is_model(plain) else None
+        if fn is not None and not fn.__module__.startswith('zoo.'):
+            return f'timm:{plain}'
+    return 'reference'
+
+
+@contextlib.contextmanager
+def _ops_mode(mode: Optional[str]):
+    old = os.environ.get('ZOO_OPS')
+    if mode:
+        os.environ['ZOO_OPS'] = mode
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop('ZOO_OPS', None)
+        else:
+            os.environ['ZOO_OPS'] = old
+
+
+def _build(which: str, name: str, args) -> torch.nn.Module:
+    import timm
+    torch.manual_seed(0)
+    model = timm.create_model(which[len('timm:'):] if which.startswith('timm:') else name)
+    model.to(args.device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _input(model, batch: int, args) -> torch.Tensor:
+    in_chans = getattr(model, 'in_chans', 3)
+    x = torch.randn(batch, in_chans, args.img_size, args.img_size, device=args.device)
+    return x.contiguous(memory_format=torch.channels_last) if args.channels_last else x
+
+
+def _step_fn(model, x, mode: str, args) -> Callable[[], None]:
+    autocast = (torch.autocast(device_type=x.device.type, dtype=DTYPES[args.dtype])
+                if args.dtype != 'fp32' else contextlib.nullcontext())
+    fwd = torch.compile(model) if args.compile else model
+    if mode == 'infer':
+        model.eval()
+
+        def step():
+            with torch.inference_mode(), autocast:
+                fwd(x)
+        return step
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        with autocast:
+            loss = fwd(x).float().mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def _sync(device: str):
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def _time_once(step, device) -> float:
+    _sync(device)
+    t0 = time.perf_counter()
+    step()
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------------------------
+# memory
+
+def _cuda_peak_mb(step, device) -> float:
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    step()
+    _sync(device)
+    return (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
+
+
+def _status_mb(field_name: str) -> float:
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field_name + ':'):
+                return int(line.split()[1]) / 1024  # kB
+    raise OSError(f'{field_name} not in /proc/self/status')
+
+
+def _cpu_peak_mb(which: str, name: str, mode: str, batch: int, args) -> Optional[float]:
+    """Peak RSS growth of a fresh process that builds the model and runs two steps."""
+    cmd = [sys.executable, '-m', 'zoo.benchmark', '--_memprobe', which or 'zoo', name,
+           '--mode', mode, '--batch-sizes', str(batch), '--img-size', str(args.img_size), '--dtype', args.dtype,
+           '--device', 'cpu'] + (['--channels-last'] if args.channels_last else [])
+    if args.threads:
+        cmd += ['--threads', str(args.threads)]
+    env = dict(os.environ, ZOO_OPS='reference' if which == 'reference' else os.environ.get('ZOO_OPS', 'auto'))
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, check=True).stdout
+        return float(out.strip().splitlines()[-1])
+    except (subprocess.SubprocessError, ValueError, IndexError) as e:
+        print(f'  (cpu memory probe failed for {which or name}: {e})', file=sys.stderr)
+        return None
+
+
+def _memprobe(args) -> int:
+    which, name = args._memprobe
+    model = _build(which if which.startswith('timm:') else '', name, args)
+    x = _input(model, args.batch_sizes[0], args)
+    step = _step_fn(model, x, args.mode, args)
+    step()  # first step allocates optimizer state and caches; the peak of a steady step is what we report
+    with open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')  # Linux: reset the peak resident set size (VmHWM) to the current one
+    base = _status_mb('VmRSS')
+    step()
+    print(f'{_status_mb("VmHWM") - base:.1f}')
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+
+def bench_pair(name: str, which: str, mode: str, batch: int, args) -> Result:
+    """Time the zoo model and its counterpart, interleaved; measure their peak memory."""
+    contenders = [('zoo', '', None)]
+    if which:
+        contenders.append(('ref', which, 'reference' if which == 'reference' else None))
+    steps = {}
+    for tag, who, ops in contenders:
+        with _ops_mode(ops):
+            model = _build(who, name, args)
+            steps[tag] = (_step_fn(model, _input(model, batch, args), mode, args), ops)
+    times = {tag: [] for tag in steps}
+    for _ in range(args.warmup):
+        for tag, (step, ops) in steps.items():
+            with _ops_mode(ops):
+                step()
+    for _ in range(args.runs):
+        for tag, (step, ops) in steps.items():
+            with _ops_mode(ops):
+                times[tag].append(_time_once(step, args.device))
+    mem = {}
+    for tag, (step, ops) in steps.items():
+        if args.device.startswith('cuda'):
+            with _ops_mode(ops):
+                mem[tag] = _cuda_peak_mb(step, args.device)
+        elif not args.no_cpu_memory:
+            mem[tag] = _cpu_peak_mb(which if tag == 'ref' else '', name, mode, batch, args)
+    med = {tag: statistics.median(t) for tag, t in times.items()}
+    res = Result(
+        model=name, counterpart=which or '-', mode=mode, batch=batch, img_size=args.img_size, dtype=args.dtype,
+        device=args.device, channels_last=args.channels_last, compile=args.compile,
+        zoo_ips=batch / med['zoo'], zoo_mem_mb=mem.get('zoo'),
+        zoo_times_ms=[round(t * 1e3, 3) for t in times['zoo']])
+    if 'ref' in med:
+        res.ref_ips = batch / med['ref']
+        res.ratio = res.zoo_ips / res.ref_ips
+        res.ref_mem_mb = mem.get('ref')
+        res.ref_times_ms = [round(t * 1e3, 3) for t in times['ref']]
+    return res
+
+
+def _fmt(v, spec):
+    return '-' if v is None else format(v, spec)
+
+
+def markdown_table(results: List[Result]) -> str:
+    lines = ['| model | vs | mode | batch | zoo img/s | ref img/s | speed ratio | zoo MB | ref MB |',
+             '|---|---|---|---:|---:|---:|---:|---:|---:|']
+    for r in results:
+        lines.append(f'| {r.model} | {r.counterpart} | {r.mode} | {r.batch} | {r.zoo_ips:.1f} | '
+                     f'{_fmt(r.ref_ips, ".1f")} | {_fmt(r.ratio, ".2f")} | {_fmt(r.zoo_mem_mb, ".0f")} | '
+                     f'{_fmt(r.ref_mem_mb, ".0f")} |')
+    return '\n'.join(lines)
+
+
+def _write_atomic(path: str, text: str):
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_results(results: List[Result], args) -> None:
+    os.makedirs(args.output, exist_ok=True)
+    setting = dict(device=args.device, dtype=args.dtype, img_size=args.img_size, threads=torch.get_num_threads(),
+                   channels_last=args.channels_last, compile=args.compile, torch=torch.__version__)
+    _write_atomic(os.path.join(args.output, 'results.json'),
+                  json.dumps(dict(setting=setting, results=[asdict(r) for r in results]), indent=1))
+    rows = [asdict(r) for r in results]
+    for row in rows:
+        row.pop('zoo_times_ms'), row.pop('ref_times_ms')
+    tmp = os.path.join(args.output, 'results.csv.tmp')
+    with open(tmp, 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, os.path.join(args.output, 'results.csv'))
+    header = ', '.join(f'{k}={v}' for k, v in setting.items())
+    _write_atomic(os.path.join(args.output, 'results.md'), f'{header}\n\n{markdown_table(results)}\n')
+    if args.plot:
+        _plot(results, os.path.join(args.output, 'throughput.png'))
+
+
+def _plot(results: List[Result], path: str) -> None:
+    try:
+        import matplotlib
+        matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print('--plot needs matplotlib (pip install matplotlib)', file=sys.stderr)
+        return
+    labels = [f'{r.model.removeprefix("zoo_")}\n{r.mode} b{r.batch}' for r in results]
+    xs = range(len(results))
+    fig, ax = plt.subplots(figsize=(max(6, len(results) * 0.9), 4))
+    ax.bar([x - 0.2 for x in xs], [r.zoo_ips for r in results], 0.4, label='zoo')
+    ax.bar([x + 0.2 for x in xs], [r.ref_ips or 0 for r in results], 0.4, label='counterpart')
+    ax.set_xticks(list(xs), labels, fontsize=7)
+    ax.set_ylabel('images / s')
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path + '.tmp.png', dpi=120)
+    os.replace(path + '.tmp.png', path)
+    plt.close(fig)
+
+
+# op name -> list of (label, builder(device, dtype) -> (fn_args tuple)) at the shapes the families use
+def _attention_cases():
+    def mk(B, H, N, D, bias_batches):
+        def build(device, dtype):
+            t = lambda *s: torch.randn(*s, device=device, dtype=dtype, requires_grad=True)  # noqa: E731
+            bias = t(bias_batches, H, N, N) if bias_batches else None
+            return t(B, H, N, D), t(B, H, N, D), t(B, H, N, D), bias
+        return build
+    return [
+        ('EfficientViT 7x7 window, 1 head d16', mk(4096, 1, 49, 16, 1)),
+        ('DaViT 7x7 windows, 3 heads d32', mk(2048, 3, 49, 32, 1)),
+        ('MOAT 14x14 windows, d32', mk(512, 8, 196, 32, 1)),
+        ('per-window bias (Bb=64), 8x8', mk(4096, 4, 64, 32, 64)),
+    ]
+
+
+def bench_ops(args) -> int:
+    from zoo.ops import attention, attention_reference
+    ops = {'attention': (attention, attention_reference, _attention_cases())}
+    dtype = DTYPES[args.dtype]
+    lines = ['| op | case | mode | zoo ms | reference ms | speed ratio |', '|---|---|---|---:|---:|---:|']
+    for name in args.ops:
+        if name not in ops:
+            raise SystemExit(f'zoo benchmark: unknown op {name!r}; one of {sorted(ops)}')
+        fast, ref, cases = ops[name]
+        for label, build in cases:
+            inputs = build(args.device, dtype)
+            for mode in ('fwd', 'fwd+bwd'):
+                def run(fn):
+                    def step():
+                        out = fn(*inputs)
+                        if mode == 'fwd+bwd':
+                            out.float().sum().backward()
+                    return step
+                times = {'zoo': [], 'ref': []}
+                steps = {'zoo': run(fast), 'ref': run(ref)}
+                for _ in range(args.warmup):
+                    for s in steps.values():
+                        s()
+                for _ in range(args.runs):
+                    for tag, s in steps.items():
+                        times[tag].append(_time_once(s, args.device))
+                z, r = statistics.median(times['zoo']) * 1e3, statistics.median(times['ref']) * 1e3
+                lines.append(f'| {name} | {label} | {mode} | {z:.3f} | {r:.3f} | {r / z:.2f} |')
+                print(lines[-1], flush=True)
+    os.makedirs(args.output, exist_ok=True)
+    _write_atomic(os.path.join(args.output, 'ops.md'), '\n'.join(lines) + '\n')
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args._memprobe:
+        return _memprobe(args)
+    if args.ops:
+        return bench_ops(args)
+    names = _resolve_models(args.models)
+    modes = ['infer', 'train'] if args.mode == 'both' else [args.mode]
+    results = []
+    print(f'device={args.device} dtype={args.dtype} img={args.img_size} threads={torch.get_num_threads()} '
+          f'runs={args.runs} compare={args.compare}')
+    for name in names:
+        which = _counterpart(name, args.compare)
+        for mode in modes:
+            for batch in args.batch_sizes:
+                if mode == 'train' and batch < 2:
+                    print(f'{name:28s} train b{batch}: skipped (BatchNorm needs a batch of 2+ to train)')
+                    continue
+                r = bench_pair(name, which, mode, batch, args)
+                results.append(r)
+                print(f'{name:28s} {mode:5s} b{batch:<4d} zoo {r.zoo_ips:9.1f} img/s'
+                      + (f' | {which} {r.ref_ips:9.1f} img/s | ratio {r.ratio:.2f}' if r.ref_ips else ''),
+                      flush=True)
+    write_results(results, args)
+    print()
+    print(markdown_table(results))
+    print(f'\nwritten to {args.output}/results.{{json,csv,md}}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
