@@ -1,0 +1,100 @@
+"""2-D neighborhood aggregation with NATTEN 0.17 semantics: the readable specification.
+
+    neighborhood_qk(q, k, kernel_size, dilation=1, rpb=None) -> attn   [B, heads, H, W, kh*kw]
+    neighborhood_av(attn, v, kernel_size, dilation=1)         -> out    [B, heads, H, W, D]
+
+q, k, v: [B, heads, H, W, D]; rpb: [heads, 2*kh - 1, 2*kw - 1]. Taps are row-major (t = a*kw + e).
+Per axis of length L, odd kernel k = 2r + 1 and dilation d, query i belongs to residue class
+rho = i mod d at class position p = i // d; the class has L_rho = ceil((L - rho) / d) positions. Its
+window starts at s = clamp(p - r, 0, L_rho - k) (windows slide inward at borders, nothing is padded),
+neighbour t is (s + t)*d + rho and its bias index is s + t - p + k - 1. Every axis needs L >= k*d.
+
+The ops neither scale nor softmax. This reference walks the kh*kw taps; for each it gathers one shifted
+copy of k / v (two ``index_select``, separable per axis), so the working set is O(B*heads*H*W*D), never the
+k*k-expanded neighbour tensor. It is the CPU / ONNX path.
+"""
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+
+__all__ = ['neighborhood_qk_reference', 'neighborhood_av_reference', 'neighbor_tables', 'pair', 'check_neighborhood']
+
+IntPair = Union[int, Sequence[int]]
+
+
+def pair(x: IntPair) -> Tuple[int, int]:
+    if isinstance(x, (tuple, list)):
+        if len(x) != 2:
+            raise ValueError(f'expected an int or a pair, got {x!r}')
+        return int(x[0]), int(x[1])
+    return int(x), int(x)
+
+
+def check_neighborhood(H: int, W: int, kernel_size: IntPair,
+                       dilation: IntPair) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    ks, dil = pair(kernel_size), pair(dilation)
+    for name, L, k, d in (('height', H, ks[0], dil[0]), ('width', W, ks[1], dil[1])):
+        if k < 1 or k % 2 == 0:
+            raise ValueError(f'neighborhood kernel size must be odd and positive, got {k}')
+        if d < 1:
+            raise ValueError(f'neighborhood dilation must be >= 1, got {d}')
+        if L < k * d:
+            raise ValueError(f'neighborhood: map {name} {L} is smaller than kernel_size*dilation = {k}*{d}')
+    return ks, dil
+
+
+def neighbor_tables(L: int, k: int, d: int, device=None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Integer tables [L, k]: the neighbour index and the relative-position-bias index of every tap."""
+    i = torch.arange(L, device=device)
+    rho, p = i % d, torch.div(i, d, rounding_mode='floor')
+    class_len = torch.div(L - rho + d - 1, d, rounding_mode='floor')
+    start = torch.minimum(torch.clamp(p - k // 2, min=0), class_len - k)
+    t = torch.arange(k, device=device)
+    nbr = (start[:, None] + t[None, :]) * d + rho[:, None]
+    bias = start[:, None] + t[None, :] - p[:, None] + (k - 1)
+    return nbr, bias
+
+
+def neighborhood_qk_reference(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        kernel_size: IntPair,
+        dilation: IntPair = 1,
+        rpb: Optional[torch.Tensor] = None,
+) -> torch.Tensor:
+    B, nh, H, W, D = q.shape
+    (kh, kw), (dh, dw) = check_neighborhood(H, W, kernel_size, dilation)
+    ny, by = neighbor_tables(H, kh, dh, q.device)
+    nx, bx = neighbor_tables(W, kw, dw, q.device)
+    taps = []
+    for a in range(kh):
+        k_row = k.index_select(2, ny[:, a])  # row a of every pixel's window: [B, h, H, W, D]
+        for e in range(kw):
+            taps.append(torch.linalg.vecdot(k_row.index_select(3, nx[:, e]), q))
+    attn = torch.stack(taps, dim=-1)
+    if rpb is not None:
+        if rpb.shape != (nh, 2 * kh - 1, 2 * kw - 1):
+            raise ValueError(f'rpb shape {tuple(rpb.shape)} != {(nh, 2 * kh - 1, 2 * kw - 1)}')
+        bias = rpb[:, by[:, None, :, None], bx[None, :, None, :]]  # [h, H, W, kh, kw]
+        attn = attn + bias.reshape(nh, H, W, kh * kw).to(attn.dtype)
+    return attn
+
+
+def neighborhood_av_reference(
+        attn: torch.Tensor,
+        v: torch.Tensor,
+        kernel_size: IntPair,
+        dilation: IntPair = 1,
+) -> torch.Tensor:
+    B, nh, H, W, D = v.shape
+    (kh, kw), (dh, dw) = check_neighborhood(H, W, kernel_size, dilation)
+    if attn.shape != (B, nh, H, W, kh * kw):
+        raise ValueError(f'attn shape {tuple(attn.shape)} != {(B, nh, H, W, kh * kw)}')
+    ny, _ = neighbor_tables(H, kh, dh, v.device)
+    nx, _ = neighbor_tables(W, kw, dw, v.device)
+    out = torch.zeros_like(v)
+    for a in range(kh):
+        v_row = v.index_select(2, ny[:, a])  # row a of every pixel's window: [B, h, H, W, D]
+        for e in range(kw):
+            out = torch.addcmul(out, attn[..., a * kw + e, None], v_row.index_select(3, nx[:, e]))
+    return out

@@ -1,0 +1,120 @@
+"""A2Mamba: parity with the official code (fixtures, incl. the smallest legal non-square input), weights,
+parameter counts, the shared relative-position bias, and inputs the official code refuses."""
+import json
+import math
+import os
+
+import pytest
+import timm
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+import zoo  # noqa: F401  (registers the models)
+from zoo.models.a2mamba import A2Mamba, checkpoint_filter_fn
+
+VARIANTS = ['n', 't', 's', 'b', 'l']
+
+
+def _load_case(fixtures_dir, case):
+    path = os.path.join(fixtures_dir, 'a2mamba', f'{case}.safetensors')
+    tensors = load_file(path)
+    with safe_open(path, 'pt') as f:
+        meta = f.metadata()
+    kw = json.loads(meta['constructor_kwargs'])
+    assert kw['window_dilation'] == [1, 1, 1, 1] and kw['use_rpb']  # the only setting the variants use
+    args = dict(embed_dims=kw['embed_dims'], depths=kw['depths'], num_heads=kw['num_heads'],
+                window_size=kw['window_size'], mlp_ratios=kw['mlp_ratios'], layerscales=kw['layerscales'],
+                resscales=kw['resscales'], layer_init_values=kw['layer_init_values'], projection=kw['projection'],
+                img_size=kw['image_size'], num_classes=kw['num_classes'])
+    official = {k: tensors['state_dict.' + k] for k in json.loads(meta['state_dict_keys_in_order'])}
+    return tensors, args, official
+
+
+def _build(args, official):
+    model = A2Mamba(**args).eval()
+    model.load_state_dict(checkpoint_filter_fn(official, model), strict=True)
+    return model
+
+
+@pytest.mark.parametrize('case', ['small_224', 'small_193x250'])
+def test_parity_with_official(fixtures_dir, case):
+    t, args, official = _load_case(fixtures_dir, case)
+    model = _build(args, official)
+    with torch.no_grad():
+        final, feats = model.forward_intermediates(t['input'])
+        out = model.forward_head(final)
+    assert (out - t['output']).abs().max().item() <= 1e-4
+    for i, feat in enumerate(feats):
+        assert feat.shape == t[f'stage.{i}'].shape
+        assert (feat - t[f'stage.{i}']).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize('keep', ['rpb.0', 'rpb.1'])
+def test_shared_rpb_loads_from_either_key(fixtures_dir, keep):
+    t, args, official = _load_case(fixtures_dir, 'small_224')
+    drop = 'rpb.1' if keep == 'rpb.0' else 'rpb.0'
+    partial = {k: v for k, v in official.items() if not k.endswith(drop)}
+    model = A2Mamba(**args).eval()
+    model.load_state_dict(checkpoint_filter_fn(partial, model), strict=True)
+    with torch.no_grad():
+        assert (model(t['input']) - t['output']).abs().max().item() <= 1e-4
+
+
+def test_pretrained_file_loads_and_changes_output(fixtures_dir, tmp_path):
+    t, args, official = _load_case(fixtures_dir, 'small_224')
+    path = tmp_path / 'official.pth'
+    torch.save({'model': official}, path)
+    overlay = dict(file=str(path), num_classes=args['num_classes'])
+    torch.manual_seed(0)
+    random = timm.create_model('a2mamba_n', **args).eval()
+    loaded = timm.create_model('a2mamba_n', pretrained=True, pretrained_cfg_overlay=overlay, **args).eval()
+    with torch.no_grad():
+        out_random, out_loaded = random(t['input']), loaded(t['input'])
+    assert (out_loaded - t['output']).abs().max().item() <= 1e-4
+    assert (out_random - t['output']).abs().max().item() > 1e-2
+    again = checkpoint_filter_fn(loaded.state_dict(), loaded)  # idempotent
+    assert again.keys() == loaded.state_dict().keys()
+
+
+# official code's counts (the L model's README says 95M; its code builds 93.74M)
+PUBLISHED_M = dict(n=4.20, t=15.37, s=30.67, b=51.13, l=93.74)
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+def test_released_keys_and_param_counts(fixtures_dir, variant):
+    keys = json.load(open(os.path.join(fixtures_dir, 'a2mamba', f'a2mamba_{variant}_keys.json')))['keys']
+    with torch.device('meta'):
+        model = timm.create_model(f'a2mamba_{variant}')
+    converted = checkpoint_filter_fn({k: torch.empty(s, device='meta') for k, s in keys.items()}, model)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in converted.items()} == expected
+    n_shared = sum(k.endswith('.rpb.1') for k in keys)  # rpb.1 is rpb.0 (one Parameter stored twice)
+    assert len(keys) - n_shared == len(expected)
+    official = sum(math.prod(s) for k, s in keys.items()
+                   if not k.endswith(('running_mean', 'running_var', 'num_batches_tracked', 'rope.angle', '.rpb.1')))
+    ours = sum(p.numel() for p in model.parameters())
+    assert ours == official
+    assert abs(ours / 1e6 - PUBLISHED_M[variant]) / PUBLISHED_M[variant] < 0.01
+
+
+def _tiny(**kw):
+    return timm.create_model('a2mamba_n', embed_dims=(16, 32, 48, 64), depths=(1, 1, 1, 1), num_heads=(2, 4, 4, 4),
+                             projection=32, **kw).eval()
+
+
+@pytest.mark.parametrize('size', [(64, 64), (96, 130), (33, 47)])
+def test_inputs_the_official_code_refuses(size):
+    """Maps smaller than a window are padded for the mixer and cropped back (the official code raises)."""
+    torch.manual_seed(0)
+    model = _tiny(features_only=True)
+    with torch.no_grad():
+        feats = model(torch.randn(1, 3, *size))
+    assert model.feature_info.reduction() == [4, 8, 16, 32]
+    for f, r, c in zip(feats, [4, 8, 16, 32], [16, 32, 48, 64]):
+        assert f.shape[1] == c and f.shape[-2] == math.ceil(size[0] / r) and torch.isfinite(f).all()
+
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError, match='expects'):
+        _tiny()(torch.randn(1, 4, 64, 64))
