@@ -8,10 +8,13 @@ optimizer wrapper and schedulers build on it. Configs that differ only in the si
 child of the BiFormer-S config) give the same network once swapped: it is built and run once and reused.
 A second test checks that every dense-prediction family registered in the zoo ships configs for both tasks.
 """
+import contextlib
 import functools
 import glob
 import json
 import os
+import re
+from unittest import mock
 
 import pytest
 import torch
@@ -68,17 +71,47 @@ def _family(model_name: str) -> str:
     return _model_to_module[zoo.resolve_model_name(model_name)]
 
 
+_INIT_FUNCTIONS = ('normal_', 'uniform_', 'trunc_normal_', 'kaiming_uniform_', 'kaiming_normal_', 'xavier_uniform_',
+                   'xavier_normal_', 'constant_', 'zeros_', 'ones_', 'orthogonal_')
+
+
+@contextlib.contextmanager
+def _meta_without_init():
+    """The meta device with weight initialisers skipped: meta tensors hold no values, but initialising them still
+    runs every op through Python decompositions (5-7x the cost of the build). Only for meta builds."""
+    import timm.layers.weight_init as timm_init
+    keep = lambda tensor, *args, **kwargs: tensor  # noqa: E731
+    with contextlib.ExitStack() as stack:
+        for name in _INIT_FUNCTIONS:
+            stack.enter_context(mock.patch.object(torch.nn.init, name, keep))
+        stack.enter_context(mock.patch.object(timm_init, '_trunc_normal_', keep))
+        stack.enter_context(torch.device('meta'))
+        yield
+
+
+def _complete(cfg):
+    """``complete_config`` (its backbone builds are on the meta device) without the initialisers' cost."""
+    with _meta_without_init():
+        complete_config(cfg)
+
+
 @functools.lru_cache(maxsize=None)
-def _num_params(name: str) -> int:
-    with torch.device('meta'):
-        return sum(p.numel() for p in timm.create_model(name).parameters())
+def _size_and_layout(name: str):
+    """(parameter count, parameter names with the numbers blanked) of a variant, built on the meta device."""
+    with _meta_without_init():
+        model = timm.create_model(name)
+    layout = frozenset(re.sub(r'\d+', '#', n) for n in model.state_dict())
+    return sum(p.numel() for p in model.parameters()), layout
 
 
 @functools.lru_cache(maxsize=None)
 def _smallest_variant(model_name: str) -> str:
-    variants = [n for n in timm.list_models(module=_family(model_name)) if zoo.models.is_zoo_model(n)
-                and n.startswith('zoo_')]
-    return min(variants, key=lambda n: (_num_params(n), n))
+    """The family's smallest variant with the same kinds of parameters as ``model_name`` (so e.g. a MOAT config keeps
+    its relative position tables and a PATNet detection config its PAT_sp blocks; only depths and widths shrink)."""
+    layout = _size_and_layout(zoo.resolve_model_name(model_name))[1]
+    variants = [n for n in timm.list_models(module=_family(model_name)) if n.startswith('zoo_')]
+    same_kind = [n for n in variants if _size_and_layout(n)[1] == layout]
+    return min(same_kind, key=lambda n: (_size_and_layout(n)[0], n))
 
 
 def _clear_backbone_numbers(model: dict):
@@ -132,7 +165,7 @@ def test_config_builds_and_forwards(config):
     cfg = Config.fromfile(config)
     backbone = cfg.model.backbone
     assert backbone.type == 'zoo.Backbone'
-    complete_config(cfg)  # raises when a written in_channels / stride disagrees with the config's own backbone
+    _complete(cfg)  # raises when a written in_channels / stride disagrees with the config's own backbone
     family = _family(backbone.model_name)
     assert os.path.basename(os.path.dirname(config)) == family, f'{config}: a {family} backbone in the wrong folder'
 
@@ -140,7 +173,7 @@ def test_config_builds_and_forwards(config):
     if small != zoo.resolve_model_name(backbone.model_name):
         backbone.model_name = small  # model_kwargs, out_norm, out_indices, drop_path_rate etc. stay
         _clear_backbone_numbers(cfg.model)
-        complete_config(cfg)
+        _complete(cfg)
     backbone.pretrained = False  # tests never download
     key = json.dumps(dict(cfg.model.to_dict(), backbone=dict(backbone.to_dict(), drop_path_rate=None)),
                      sort_keys=True, default=repr)
