@@ -55,6 +55,12 @@ class _FoldedBN(nn.Module):
     def _fold_sources(self) -> Tuple[torch.Tensor, ...]:
         raise NotImplementedError
 
+    def _apply(self, fn, *args, **kwargs):
+        # .to() / .half() / .cuda() swap the parameters' storage (``param.data = ...``) without
+        # bumping their version counters: drop the fold so it is rebuilt from the new tensors
+        self._fold_src = None
+        return super()._apply(fn, *args, **kwargs)
+
     def _compute_fold(self, src: Tuple[torch.Tensor, ...], scale: float) -> Tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 

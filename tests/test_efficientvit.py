@@ -86,6 +86,11 @@ def test_eval_fold_cache_follows_weight_changes():
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(model(x), after)
+        # dtype / device moves swap parameter storage without a version bump: the fold must follow
+        model.double()
+        torch.testing.assert_close(model(x.double()).float(), after, atol=1e-4, rtol=1e-4)
+        model.float()
+        torch.testing.assert_close(model(x), after)
 
 
 def _fixture(fixtures_dir, case):

@@ -85,10 +85,21 @@ def test_triton_matches_reference_gpu(B, H, N, D, bias_kind, dtype, atol):
     _compare(B, H, N, N, D, D, bias_shape, dtype, 'cuda', atol=atol, rtol=atol)
 
 
-def test_reference_matches_sdpa():
-    q, k, v, bias = _inputs(3, 2, 11, 11, 8, 8, (2, 11, 11), torch.float64, 'cpu')
-    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=0.3)
+@pytest.mark.parametrize('B,H,N,M,D,DV,bias_shape', [
+    (3, 2, 11, 11, 8, 8, (2, 11, 11)), (4, 2, 9, 7, 8, 5, (2, 2, 9, 7)), (2, 1, 5, 5, 4, 4, (5, 5)),
+    (2, 3, 6, 6, 4, 4, None), (6, 3, 4, 4, 4, 4, (3, 1, 4, 4)),
+])
+def test_eager_and_export_forms_agree(B, H, N, M, D, DV, bias_shape):
+    """The SDPA form (eager) and the written-out form (exports) are the same function."""
+    from zoo.ops.attention.reference import attention_math, normalize_bias
+    q, k, v, bias = _inputs(B, H, N, M, D, DV, bias_shape, torch.float64, 'cpu')
+    expected = attention_math(q, k, v, normalize_bias(bias, q, k), 0.3)
     torch.testing.assert_close(attention_reference(q, k, v, bias, 0.3), expected)
+    # and the written-out form against a direct per-item loop of the definition
+    nb = normalize_bias(bias, q, k)
+    for b in range(B):
+        logits = 0.3 * q[b] @ k[b].transpose(-1, -2) + (nb[b % nb.shape[0]] if nb is not None else 0)
+        torch.testing.assert_close(expected[b], logits.softmax(-1) @ v[b])
 
 
 def test_bias_broadcast_per_window():
