@@ -1,0 +1,5 @@
+# LITv2-M RetinaNet 1x (COCO): the LITv2-S recipe (official retinanet_litv2_m_fpn_1x_coco.py, drop_path 0.2).
+# Official result: 46.0 box AP. Not reproduced here.
+_base_ = './retinanet_litv2-s_fpn_1x_coco.py'
+
+model = dict(backbone=dict(model_name='litv2_m', drop_path_rate=0.2))

@@ -1,0 +1,8 @@
+# PATNet detection-M Mask R-CNN 1x (COCO): the detection-S recipe with drop_path 0.2 and lr 1e-4 (official
+# mask_rcnn_partialnet_m_fpn_1x_coco.py). Official result: not published.
+_base_ = './mask-rcnn_patnet-det-s_fpn_1x_coco.py'
+
+model = dict(
+    backbone=dict(model_name='patnet_det_m', drop_path_rate=0.2),
+    neck=dict(in_channels=[144, 288, 576, 1152]))
+optim_wrapper = dict(optimizer=dict(lr=1e-4))
