@@ -146,6 +146,9 @@ _OP_PATTERNS = (
 
 
 def find_op_name(message: str) -> Optional[str]:
+    m = re.search(r'Occurred when translating (\w+)', message)  # the TorchScript exporter's symbolic functions
+    if m:
+        return f'aten::{m.group(1)}'
     for pattern in _OP_PATTERNS:
         m = re.search(pattern, message)
         if m:
@@ -173,12 +176,18 @@ def locate_op(model: nn.Module, example: torch.Tensor, op_name: str) -> Optional
                 found.append((stack[-1], type(modules[stack[-1]]).__name__))
             return func(*args, **(kwargs or {}))
 
+    def enter(path):
+        def hook(module, args):
+            stack.append(path)
+        return hook
+
+    def leave(module, args, output):
+        stack.pop()  # returns None: the output is left unchanged
+
     handles = []
     for path, mod in modules.items():
-        if not path:
-            continue
-        handles.append(mod.register_forward_pre_hook(lambda m, a, p=path: stack.append(p)))
-        handles.append(mod.register_forward_hook(lambda m, a, o: stack.pop()))
+        if path:
+            handles += [mod.register_forward_pre_hook(enter(path)), mod.register_forward_hook(leave)]
     try:
         with torch.no_grad(), Spy(), reference_ops():
             model(example)
@@ -416,9 +425,11 @@ def export(
         atol: Optional[float] = None,
         runs: int = 10,
         log=print,
+        model: Optional[nn.Module] = None,
 ) -> CheckResult:
-    """Build ``name``, export it to ``output`` and check it (see the module docstring). Raises ExportError."""
-    model = build_model(name, checkpoint=checkpoint, features=features, out_indices=out_indices)
+    """Build ``name`` (or take the built ``model``), export it to ``output`` and check it. Raises ExportError."""
+    if model is None:
+        model = build_model(name, checkpoint=checkpoint, features=features, out_indices=out_indices)
     cfg = getattr(model, 'pretrained_cfg', None) or {}
     if dynamic_size and cfg.get('fixed_input_size', False):
         raise ExportError(f'{name}: --dynamic-size is not possible, the model has a fixed input size '
