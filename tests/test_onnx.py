@@ -21,12 +21,11 @@ pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
 
 import timm  # noqa: E402
-
-import zoo  # noqa: E402
-from zoo.export_onnx import (  # noqa: E402
-    FP16_RTOL, ExportError, build_model, check_onnx, export, export_model, main)
 from zoo.models._builder import smallest_per_family  # noqa: E402
 from zoo.ops.attention import attention  # noqa: E402
+
+import zoo  # noqa: E402
+from zoo.export_onnx import FP16_RTOL, ExportError, build_model, check_onnx, export, export_model, main  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings('ignore')
 

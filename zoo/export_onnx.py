@@ -291,7 +291,15 @@ def export_model(
                 torch.onnx.export(
                     model, (example,), path, dynamo=False, opset_version=opset, input_names=['input'],
                     output_names=names, dynamic_axes=dyn, do_constant_folding=True)
+        fixed = static_input_axes(path, axes)
+        if fixed:
+            raise ExportError(
+                f'{type(model).__name__}: input axes {[axes[i] for i in fixed]} cannot be dynamic for this model: the '
+                'exporter fixed them to the example size (the model branches on them)'
+                + ('; export without --dynamic-size' if dynamic_size else ''))
     except Exception as e:  # noqa: BLE001  (re-raised as one readable message, cause chained)
+        if isinstance(e, ExportError):
+            raise
         if dynamic_size and _is_shape_constraint_error(e):
             raise ExportError(
                 f'{type(model).__name__}: height/width cannot be dynamic for this model ({_first_line(e)}). '
@@ -300,6 +308,13 @@ def export_model(
     finally:
         if fp16:
             model.float()
+
+
+def static_input_axes(path: str, axes: Dict[int, str]) -> List[int]:
+    """The axes asked to be dynamic that the exporter fixed anyway (it specialises what the model branches on)."""
+    import onnx
+    dims = onnx.load(path, load_external_data=False).graph.input[0].type.tensor_type.shape.dim
+    return [i for i in axes if dims[i].HasField('dim_value')]
 
 
 def _needs_external_data(model: nn.Module) -> bool:
@@ -363,7 +378,8 @@ def check_onnx(
     np_dtype = np.float16 if fp16 else np.float32
 
     H, W = img_size
-    cases = [(batch, H, W), (1 if batch == 3 else 3, H + 32, W + 64) if dynamic_size else (1 if batch == 3 else 3, H, W)]
+    second_batch = 1 if batch == 3 else 3
+    cases = [(batch, H, W), (second_batch, H + 32, W + 64) if dynamic_size else (second_batch, H, W)]
     gen = torch.Generator().manual_seed(seed)
     model = model.eval().float()
     result = CheckResult(ok=True, max_abs_diff=0., tolerance=atol if atol is not None else FP32_ATOL)
@@ -377,7 +393,8 @@ def check_onnx(
         diff = 0.
         for r, g in zip(ref, got):
             if r.shape != g.shape:
-                raise ExportError(f'output shape {g.shape} in ONNX Runtime vs {r.shape} in PyTorch at input {(b, h, w)}')
+                raise ExportError(
+                    f'output shape {g.shape} in ONNX Runtime vs {r.shape} in PyTorch at input {(b, h, w)}')
             diff = max(diff, float(np.abs(r - g.astype(np.float32)).max()))
         tol = atol if atol is not None else (
             FP16_RTOL * max(1., max(float(np.abs(r).max()) for r in ref)) if fp16 else FP32_ATOL)
@@ -451,7 +468,13 @@ def export(
         if not check:
             _publish(tmp_dir, output)
             return CheckResult(ok=True, max_abs_diff=float('nan'), tolerance=float('nan'), message='not checked')
-        result = check_onnx(tmp_path, model, img_size, batch, in_chans, dynamic_size, fp16, atol, runs)
+        try:
+            result = check_onnx(tmp_path, model, img_size, batch, in_chans, dynamic_size, fp16, atol, runs)
+        except ExportError:
+            raise
+        except Exception as e:  # noqa: BLE001  (onnx checker / ONNX Runtime: their message names the node)
+            raise ExportError(f'the exported file failed the check ({type(e).__name__}): {_first_line(e, 600)}; '
+                              f'{output} was not written') from e
         for (b, h, w), diff in result.cases:
             log(f'  ORT vs PyTorch at (B, H, W) = ({b}, {h}, {w}): max abs diff {diff:.3g}')
         if result.ort_ms is not None:
@@ -477,7 +500,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog='zoo export', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('model', help='zoo model (plain or zoo_ name); any timm model name also works')
-    p.add_argument('--checkpoint', metavar='FILE', help='weights (official, timm or zoo) loaded via checkpoint_filter_fn')
+    p.add_argument('--checkpoint', metavar='FILE',
+                   help='weights (official, timm or zoo) loaded through the model\'s checkpoint_filter_fn')
     p.add_argument('--img-size', nargs='+', type=int, metavar='H W',
                    help='export size (one value for square); default: the model cfg input_size')
     p.add_argument('--batch', type=int, default=1, help='batch of the check and latency runs (the batch axis is '
@@ -521,10 +545,12 @@ def main(argv=None) -> int:
             opset=args.opset, dynamic_size=args.dynamic_size, fp16=args.fp16, features=args.features,
             out_indices=args.out_indices, exporter=args.exporter, check=not args.no_check, atol=args.atol,
             runs=args.runs)
-    except (ExportError, ValueError, FileNotFoundError, RuntimeError) as e:
+    except Exception as e:  # noqa: BLE001  (one readable line; --verbose for the trace)
         if args.verbose:
             traceback.print_exc()
-        print(f'zoo export: {e}', file=sys.stderr)
+        known = isinstance(e, (ExportError, ValueError, FileNotFoundError))
+        print(f'zoo export: {e}' if known else f'zoo export: {type(e).__name__}: {e} (--verbose for the trace)',
+              file=sys.stderr)
         return 1
     return 0 if result.ok else 1
 
