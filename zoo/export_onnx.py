@@ -26,6 +26,7 @@ file is never replaced by a half-written or failing one. A file that fails the c
 """
 import argparse
 import contextlib
+import copy
 import os
 import re
 import shutil
@@ -269,8 +270,10 @@ def export_model(
         raise ValueError(f'exporter must be one of {EXPORTERS}, got {exporter!r}')
     model = model.eval()
     dtype = torch.float16 if fp16 else torch.float32
+    fp32_model = model
     if fp16:
-        model = model.half()
+        # a half copy: converting the caller's model in place and back would leave dtype-keyed caches stale
+        model = copy.deepcopy(model).half()
     # a batch-1 example makes torch.export specialise the batch dim to 1: export with batch 2
     example = torch.randn(2, in_chans, *img_size, dtype=dtype)
     names = names or ['logits']
@@ -304,10 +307,7 @@ def export_model(
             raise ExportError(
                 f'{type(model).__name__}: height/width cannot be dynamic for this model ({_first_line(e)}). '
                 'The architecture ties a shape to the input size; export without --dynamic-size.') from e
-        raise ExportError(explain_failure(e, model.float() if fp16 else model, example.float(), exporter, opset)) from e
-    finally:
-        if fp16:
-            model.float()
+        raise ExportError(explain_failure(e, fp32_model, example.float(), exporter, opset)) from e
 
 
 def static_input_axes(path: str, axes: Dict[int, str]) -> List[int]:
