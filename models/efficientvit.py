@@ -252,13 +252,16 @@ class LocalWindowAttention(nn.Module):
         if H == ws and W == ws:
             return self.attn(x)
         pad_b, pad_r = (ws - H % ws) % ws, (ws - W % ws) % ws
-        x = F.pad(x, (0, pad_r, 0, pad_b))
         nh, nw = (H + pad_b) // ws, (W + pad_r) // ws
-        # [B, C, nh*ws, nw*ws] -> [B*nh*nw, C, ws, ws]
-        x = x.view(B, C, nh, ws, nw, ws).permute(0, 2, 4, 1, 3, 5).reshape(B * nh * nw, C, ws, ws)
+        # partition through the NHWC view: the windows come out channels-last (the layout this model
+        # runs in on CPU, see EfficientVit.forward_features), with one copy in and one copy out
+        x = x.permute(0, 2, 3, 1)
+        if pad_b or pad_r:
+            x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+        x = x.reshape(B, nh, ws, nw, ws, C).transpose(2, 3).reshape(B * nh * nw, ws, ws, C).permute(0, 3, 1, 2)
         x = self.attn(x)
-        x = x.view(B, nh, nw, C, ws, ws).permute(0, 3, 1, 4, 2, 5).reshape(B, C, nh * ws, nw * ws)
-        return x[:, :, :H, :W]
+        x = x.permute(0, 2, 3, 1).reshape(B, nh, nw, ws, ws, C).transpose(2, 3).reshape(B, nh * ws, nw * ws, C)
+        return x[:, :H, :W].permute(0, 3, 1, 2)
 
 
 class EfficientVitBlock(nn.Module):
@@ -419,9 +422,8 @@ class EfficientVit(nn.Module):
         """Features of the selected stages (NCHW), and the final features unless ``intermediates_only``."""
         if output_fmt != 'NCHW':
             raise ValueError(f'output_fmt {output_fmt!r} is not supported: NCHW only')
-        self._check_input(x)
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
-        x = self.patch_embed(x)
+        x = self._stem(x)
         stages = self.stages if torch.jit.is_scripting() or not stop_early else self.stages[:max_index + 1]
         intermediates = []
         for i, stage in enumerate(stages):
@@ -443,9 +445,16 @@ class EfficientVit(nn.Module):
             self.reset_classifier(0, '')
         return take_indices
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    def _stem(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        x = self.patch_embed(x)
+        if x.device.type == 'cpu' and not torch.jit.is_tracing():
+            # on CPU the depthwise convolutions (most of this model's time) run 1.5-5x faster on
+            # channels-last tensors in oneDNN; every later op keeps the layout
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.patch_embed(x)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._stem(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return checkpoint_seq(self.stages, x)
         return self.stages(x)

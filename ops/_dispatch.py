@@ -36,11 +36,17 @@ def is_exporting() -> bool:
 
 
 def use_triton(*tensors: torch.Tensor) -> bool:
-    """Whether the Triton path should run for these inputs (see the module docstring)."""
+    """Whether the Triton path should run for these inputs (see the module docstring).
+
+    ``ZOO_OPS=triton`` turns a silent fall-back into an error where CUDA tensors cannot take the
+    Triton path (Triton missing); CPU tensors always take the reference.
+    """
+    if not tensors[0].is_cuda:  # checked first: this runs once per op call on the CPU hot path
+        ops_mode()  # still reject a misspelt ZOO_OPS
+        return False
     mode = ops_mode()
+    if mode == 'triton' and not HAS_TRITON:
+        raise RuntimeError('ZOO_OPS=triton, but the `triton` package is not installed')
     if mode == 'reference' or not HAS_TRITON or is_exporting():
         return False
-    on_cuda = all(t.is_cuda for t in tensors if t is not None)
-    if mode == 'triton' and not on_cuda:
-        raise RuntimeError('ZOO_OPS=triton needs CUDA tensors (the kernels run on GPU; CPU uses the reference)')
-    return on_cuda
+    return all(t.is_cuda for t in tensors if t is not None)

@@ -19,6 +19,7 @@ from zoo.models._builder import count_params
 
 FAST_PARAM_LIMIT = 30e6
 TEST_SIZE = 96
+IMAGE_TO_IMAGE_TEST_SIZE = 32  # super-resolution models run at full resolution: keep their inputs small
 
 
 def _marks(name):
@@ -36,10 +37,11 @@ def _input_size(model):
     cfg = _cfg(model)
     if cfg.get('fixed_input_size'):
         return cfg['input_size'][1:]
+    size = TEST_SIZE if _is_classifier(model) else IMAGE_TO_IMAGE_TEST_SIZE
     min_size = cfg.get('min_input_size')
     if min_size:
-        return tuple(max(TEST_SIZE, s) for s in min_size[1:])
-    return TEST_SIZE, TEST_SIZE
+        return tuple(max(size, s) for s in min_size[1:])
+    return size, size
 
 
 def _x(model, batch=2, size=None, seed=0):

@@ -73,6 +73,9 @@ def parse_args(argv=None):
     p.add_argument('--no-cpu-memory', action='store_true', help='skip the CPU peak-memory subprocesses')
     p.add_argument('--output', default='bench_results', help='folder for results.{json,csv,md}')
     p.add_argument('--plot', action='store_true', help='also write throughput.png')
+    p.add_argument('--ops', nargs='+', default=None, metavar='OP',
+                   help='kernel-level table instead of models: zoo.ops OPs (attention) vs their reference, '
+                        'forward and forward+backward, at the shapes the families use (CUDA)')
     p.add_argument('--_memprobe', nargs=2, metavar=('WHICH', 'NAME'), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.device.startswith('cuda') and not torch.cuda.is_available():
@@ -331,12 +334,64 @@ def _plot(results: List[Result], path: str) -> None:
     plt.close(fig)
 
 
+# op name -> list of (label, builder(device, dtype) -> (fn_args tuple)) at the shapes the families use
+def _attention_cases():
+    def mk(B, H, N, D, bias_batches):
+        def build(device, dtype):
+            t = lambda *s: torch.randn(*s, device=device, dtype=dtype, requires_grad=True)  # noqa: E731
+            bias = t(bias_batches, H, N, N) if bias_batches else None
+            return t(B, H, N, D), t(B, H, N, D), t(B, H, N, D), bias
+        return build
+    return [
+        ('EfficientViT 7x7 window, 1 head d16', mk(4096, 1, 49, 16, 1)),
+        ('DaViT 7x7 windows, 3 heads d32', mk(2048, 3, 49, 32, 1)),
+        ('MOAT 14x14 windows, d32', mk(512, 8, 196, 32, 1)),
+        ('per-window bias (Bb=64), 8x8', mk(4096, 4, 64, 32, 64)),
+    ]
+
+
+def bench_ops(args) -> int:
+    from zoo.ops import attention, attention_reference
+    ops = {'attention': (attention, attention_reference, _attention_cases())}
+    dtype = DTYPES[args.dtype]
+    lines = ['| op | case | mode | zoo ms | reference ms | speed ratio |', '|---|---|---|---:|---:|---:|']
+    for name in args.ops:
+        if name not in ops:
+            raise SystemExit(f'zoo benchmark: unknown op {name!r}; one of {sorted(ops)}')
+        fast, ref, cases = ops[name]
+        for label, build in cases:
+            inputs = build(args.device, dtype)
+            for mode in ('fwd', 'fwd+bwd'):
+                def run(fn):
+                    def step():
+                        out = fn(*inputs)
+                        if mode == 'fwd+bwd':
+                            out.float().sum().backward()
+                    return step
+                times = {'zoo': [], 'ref': []}
+                steps = {'zoo': run(fast), 'ref': run(ref)}
+                for _ in range(args.warmup):
+                    for s in steps.values():
+                        s()
+                for _ in range(args.runs):
+                    for tag, s in steps.items():
+                        times[tag].append(_time_once(s, args.device))
+                z, r = statistics.median(times['zoo']) * 1e3, statistics.median(times['ref']) * 1e3
+                lines.append(f'| {name} | {label} | {mode} | {z:.3f} | {r:.3f} | {r / z:.2f} |')
+                print(lines[-1], flush=True)
+    os.makedirs(args.output, exist_ok=True)
+    _write_atomic(os.path.join(args.output, 'ops.md'), '\n'.join(lines) + '\n')
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     if args._memprobe:
         return _memprobe(args)
+    if args.ops:
+        return bench_ops(args)
     names = _resolve_models(args.models)
     modes = ['infer', 'train'] if args.mode == 'both' else [args.mode]
     results = []

@@ -5,6 +5,7 @@
     zoo validate ...    evaluate a checkpoint (tools/validate.py)
     zoo export ...      ONNX export checked in ONNX Runtime (tools/export_onnx.py)
     zoo convert ...     official checkpoint -> zoo safetensors (tools/convert_weights.py)
+    zoo sr ...          super-resolve images / PSNR-SSIM eval (tools/super_resolve.py)
     zoo list [PATTERN]  the registered models
 """
 import importlib
@@ -17,6 +18,7 @@ COMMANDS = {
     'validate': 'zoo.validate',
     'export': 'zoo.export_onnx',
     'convert': 'zoo.convert',
+    'sr': 'zoo.super_resolve',
 }
 
 

@@ -57,12 +57,18 @@ def attention_reference(
     check_qkv(q, k, v)
     bias = normalize_bias(bias, q, k)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    attn = (q * scale if scale != 1.0 else q) @ k.transpose(-2, -1)
-    if bias is not None:
-        B, H, N, M = attn.shape
-        Bb = bias.shape[0]
-        # [B/Bb, Bb, H, N, M] + [Bb, Hb, N, M]: batch b meets bias[b % Bb], no copy of the bias
-        attn = (attn.reshape(B // Bb, Bb, H, N, M) + bias).reshape(B, H, N, M)
+    B, H, N, D = q.shape
+    M = k.shape[2]
+    q3, k3 = q.reshape(B * H, N, D), k.reshape(B * H, M, D)
+    if bias is not None and bias.shape[0] == 1 and (bias.shape[1] == 1 or H == 1):
+        # one [N, M] bias for every item: scale, q @ k^T and the bias add in one baddbmm
+        attn = torch.baddbmm(bias.reshape(1, N, M).to(q.dtype), q3, k3.transpose(1, 2), alpha=scale)
+    else:
+        attn = torch.bmm(q3 * scale if scale != 1.0 else q3, k3.transpose(1, 2))
+        if bias is not None:
+            Bb = bias.shape[0]
+            # [B/Bb, Bb, H, N, M] + [Bb, Hb, N, M]: batch b meets bias[b % Bb], no copy of the bias
+            attn = (attn.view(B // Bb, Bb, H, N, M) + bias).view(B * H, N, M)
     # softmax in at least fp32 (fp16/bf16 inputs are promoted; fp64 stays fp64)
     attn = attn.softmax(dim=-1, dtype=torch.promote_types(attn.dtype, torch.float32)).to(v.dtype)
-    return attn @ v
+    return torch.bmm(attn, v.reshape(B * H, M, v.shape[-1])).view(B, H, N, v.shape[-1])

@@ -119,6 +119,8 @@ def test_dispatch_picks_reference_on_cpu_and_in_export(monkeypatch):
     monkeypatch.setenv('ZOO_OPS', 'bogus')
     with pytest.raises(ValueError, match='ZOO_OPS'):
         use_triton(x)
+    monkeypatch.setenv('ZOO_OPS', 'triton')
+    assert not use_triton(x)  # CPU tensors always take the reference
     monkeypatch.delenv('ZOO_OPS')
     if HAS_CUDA:
         xc = x.cuda()
