@@ -1,0 +1,249 @@
+"""ONNX export (zoo/export_onnx.py): export, onnx.checker, ONNX Runtime parity with PyTorch, dynamic batch.
+
+The dynamo exporter costs 20-60 s of CPU per zoo model here, so the per-family exports (the smallest
+variant of every registered family, parametrised over ``smallest_per_family()`` so later families are
+covered automatically) are ``slow``, and so are the other variants. The default run keeps the tool's
+mechanics: a tiny module through the default (dynamo) exporter with a zoo op inside, the features
+export, fp16, the CLI with a checkpoint, the refusals and the error messages.
+
+Models are exported with randomised weights (norm gammas, zero-initialised layers and BN statistics
+perturbed) so the outputs are O(1) and the 1e-4 bound on the max abs difference means something.
+"""
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+pytest.importorskip('onnx')
+pytest.importorskip('onnxruntime')
+pytest.importorskip('onnxscript')
+
+import timm  # noqa: E402
+from zoo.models._builder import smallest_per_family  # noqa: E402
+from zoo.ops.attention import attention  # noqa: E402
+
+import zoo  # noqa: E402
+from zoo.export_onnx import FP16_RTOL, ExportError, build_model, check_onnx, export, export_model, main  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings('ignore')
+
+SMALLEST = smallest_per_family()
+OTHERS = [n for n in zoo.list_models() if n not in SMALLEST]
+
+
+def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Perturb the weights so no output is trivially ~0 (zero-init gammas / heads, identity BN stats)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim <= 1:
+                p.add_(0.2 * torch.randn(p.shape, generator=g))
+            elif p.abs().max() == 0:
+                p.normal_(0, 0.05, generator=g)
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_var is not None:
+                m.running_mean.normal_(0, 0.1, generator=g)
+                m.running_var.uniform_(0.5, 1.5, generator=g)
+    return model
+
+
+def small_size(name: str):
+    """The small test size: the fixed size where fixed, else max(64, min_input_size)."""
+    cfg = timm.models.get_pretrained_cfg(name.partition('.')[0]) if timm.is_model(name) else None
+    cfg = cfg.to_dict() if cfg is not None else {}
+    if cfg.get('fixed_input_size'):
+        return tuple(cfg['input_size'][1:])
+    side = max(64, *cfg.get('min_input_size', (3, 64, 64))[1:])
+    return side, side
+
+
+@pytest.fixture(scope='session')
+def exported(tmp_path_factory):
+    """Session cache of exported files: ``exported(name, **options) -> (path, model, CheckResult)``."""
+    cache = {}
+
+    def get(name: str, **opts):
+        key = (name, tuple(sorted(opts.items())))
+        if key not in cache:
+            path = str(tmp_path_factory.mktemp('onnx') / f'{name}.onnx')
+            features = opts.get('features', False)
+            model = randomize_(build_model(name, features=features))
+            img_size = opts.pop('img_size', None) or small_size(name)
+            result = export(name, path, img_size=img_size, runs=0, log=lambda *a: None, model=model, **opts)
+            cache[key] = (path, model, result)
+        return cache[key]
+    return get
+
+
+# ----------------------------------------------------------------------------------------------
+# fast: the tool's mechanics
+
+
+class TinyAttentionNet(nn.Module):
+    """Conv stem + one zoo.ops.attention call: the op must export through its reference (no custom domain)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 16, 3, stride=2, padding=1)
+        self.qkv = nn.Conv2d(16, 48, 1)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.stem(x)
+        B, C, H, W = x.shape
+        q, k, v = self.qkv(x).flatten(2).transpose(1, 2).reshape(B, H * W, 3, 2, C // 2).permute(2, 0, 3, 1, 4)
+        out = attention(q, k, v).transpose(1, 2).reshape(B, H * W, C)
+        return self.head(out.mean(1))
+
+
+class FoldNet(nn.Module):
+    """F.fold (VOLO's outlook attention) -> aten::col2im, which the TorchScript exporter cannot export."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Conv2d(3, 3 * 9, 3, padding=1)
+        self.fold = FoldLayer()
+
+    def forward(self, x):
+        return self.fold(self.proj(x), x.shape[-2:])
+
+
+class FoldLayer(nn.Module):
+    def forward(self, x, size):
+        return F.fold(x.flatten(2), output_size=tuple(size), kernel_size=3, padding=1)
+
+
+def test_tiny_module_dynamo_with_zoo_op(tmp_path):
+    import onnx
+    model = TinyAttentionNet().eval()
+    path = str(tmp_path / 'tiny.onnx')
+    export_model(model, path, (16, 16), dynamic_size=True)
+    domains = {n.domain for n in onnx.load(path).graph.node}
+    assert domains <= {'', 'ai.onnx'}, f'custom ONNX domains in the graph: {domains}'
+    result = check_onnx(path, model, (16, 16), batch=1, dynamic_size=True, runs=1)
+    assert result.ok, result.message
+    assert [c[0] for c in result.cases] == [(1, 16, 16), (3, 48, 80)]
+    assert result.max_abs_diff <= 1e-4
+    assert result.ort_ms > 0 and result.torch_ms > 0
+
+
+def test_torchscript_failure_names_module_and_op_and_keeps_existing_file(tmp_path):
+    out = tmp_path / 'model.onnx'
+    out.write_bytes(b'user file')
+    with pytest.raises(ExportError) as info:
+        export('fold', str(out), img_size=(8, 8), exporter='torchscript', model=FoldNet().eval(), log=lambda *a: None)
+    msg = str(info.value)
+    assert 'col2im' in msg and "'fold'" in msg and 'FoldLayer' in msg, msg
+    assert out.read_bytes() == b'user file'
+    assert sorted(os.listdir(tmp_path)) == ['model.onnx'], 'temporary files left behind'
+
+
+def test_fold_exports_with_dynamo(tmp_path):
+    model = FoldNet().eval()
+    result = export('fold', str(tmp_path / 'fold.onnx'), img_size=(8, 8), model=model, runs=0, log=lambda *a: None)
+    assert result.ok and result.max_abs_diff <= 1e-4, result.message
+
+
+def test_cli_checkpoint_features_fp16(tmp_path, capsys):
+    """timm's tiny test_resnet through the CLI: a checkpoint, the features export, then fp16."""
+    import numpy as np
+    import onnxruntime as ort
+    from safetensors.torch import save_file
+    src = randomize_(timm.create_model('test_resnet'), seed=1).eval()
+    ckpt = tmp_path / 'w.safetensors'
+    save_file(src.state_dict(), str(ckpt))
+
+    out = tmp_path / 'feat.onnx'
+    rc = main(['test_resnet', '--checkpoint', str(ckpt), '--img-size', '32', '48', '--features',
+               '--runs', '1', '--output', str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert 'max abs diff' in printed and 'ONNX Runtime' in printed and 'PyTorch eager' in printed
+    session = ort.InferenceSession(str(out), providers=['CPUExecutionProvider'])
+    ref_model = timm.create_model('test_resnet', features_only=True)
+    ref_model.load_state_dict({k: v for k, v in src.state_dict().items() if not k.startswith('fc.')})
+    ref_model.eval()
+    names = [o.name for o in session.get_outputs()]
+    assert len(names) == len(ref_model.feature_info) and len(set(names)) == len(names)
+    x = torch.randn(2, 3, 32, 48)
+    with torch.no_grad():
+        refs = ref_model(x)
+    for ref, got in zip(refs, session.run(None, {'input': x.numpy()})):
+        np.testing.assert_allclose(got, ref.numpy(), atol=1e-4, rtol=0)  # the checkpoint's weights were exported
+
+    rc = main(['test_resnet', '--checkpoint', str(ckpt), '--img-size', '32', '--fp16', '--runs', '0',
+               '--output', str(tmp_path / 'fp16.onnx')])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert os.path.isfile(tmp_path / 'fp16.onnx')
+
+
+def test_fixed_size_model_refuses_dynamic_size(tmp_path, capsys):
+    rc = main(['test_vit', '--dynamic-size', '--output', str(tmp_path / 'vit.onnx')])
+    err = capsys.readouterr().err
+    assert rc == 1 and 'fixed input size' in err, err
+    assert not os.path.exists(tmp_path / 'vit.onnx')
+
+
+def test_bad_inputs(tmp_path, capsys):
+    assert main(['no_such_model_xyz', '--output', str(tmp_path / 'x.onnx')]) == 1
+    assert 'unknown zoo model' in capsys.readouterr().err
+    assert main(['test_resnet', '--checkpoint', str(tmp_path / 'missing.pth')]) == 1
+    assert 'no such file' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(['test_resnet', '--img-size', '1', '2', '3'])
+
+
+# ----------------------------------------------------------------------------------------------
+# slow: every family (smallest variant), then every other variant
+
+
+def _check_family_export(exported, name, **opts):
+    path, model, result = exported(name, **opts)
+    assert result.ok, result.message
+    batches = [case[0][0] for case in result.cases]
+    assert batches == [1, 3]
+    assert result.max_abs_diff <= (result.tolerance if opts.get('fp16') else 1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', SMALLEST)
+def test_family_export(exported, name):
+    _check_family_export(exported, name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', SMALLEST)
+def test_family_features_export(exported, name):
+    import onnx
+    path, model, result = exported(name, features=True)
+    assert result.ok, result.message
+    assert len(onnx.load(path).graph.output) == len(model.feature_info)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', SMALLEST)
+def test_family_dynamic_size(exported, name):
+    try:
+        path, model, result = exported(name, dynamic_size=True)
+    except ExportError as e:
+        if 'cannot be dynamic' in str(e) or 'fixed input size' in str(e):
+            pytest.skip(f'{name}: {e}')
+        raise
+    assert result.ok, result.message
+    assert result.cases[1][0][1:] != result.cases[0][0][1:]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', SMALLEST)
+def test_family_fp16(exported, name):
+    path, model, result = exported(name, fp16=True)
+    assert result.ok, f'{result.message} (fp16 bound: {FP16_RTOL} x max |fp32 output|)'
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', OTHERS)
+def test_variant_export(exported, name):
+    _check_family_export(exported, name)
