@@ -31,12 +31,18 @@ from timm.models import checkpoint, checkpoint_seq
 from timm.models._features import feature_take_indices
 
 from zoo.ops import attention
+from zoo.ops._dispatch import is_exporting
 
 from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 
 __all__ = ['EfficientVit']
 
 MIN_INPUT_SIZE = 16  # one 16x16 patch
+
+
+def _in_graph_capture() -> bool:
+    """Exporting, scripting or compiling: compute folds in the graph, keep no Python-side caches."""
+    return is_exporting() or torch.compiler.is_compiling()
 
 
 class _FoldedBN(nn.Module):
@@ -66,7 +72,7 @@ class _FoldedBN(nn.Module):
 
     def _folded(self, scale: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
         src = self._fold_sources()
-        if (torch.is_grad_enabled() and any(t.requires_grad for t in src)) or torch.jit.is_tracing():
+        if (torch.is_grad_enabled() and any(t.requires_grad for t in src)) or _in_graph_capture():
             return self._compute_fold(src, scale)
         cached = self._fold_src
         ver = tuple(t._version for t in src) + (scale,)
@@ -212,7 +218,7 @@ class CascadedGroupAttention(nn.Module):
     def attention_bias(self) -> torch.Tensor:
         """[heads, r*r, r*r] bias, gathered from the per-offset table (cached outside autograd)."""
         table, idxs = self.attention_biases, self.attention_bias_idxs
-        if torch.is_grad_enabled() and table.requires_grad or torch.jit.is_tracing():
+        if torch.is_grad_enabled() and table.requires_grad or _in_graph_capture():
             return table[:, idxs]
         key = (table.data_ptr(), table._version, idxs.data_ptr())
         if getattr(self, '_bias_key', None) != key:
@@ -255,15 +261,15 @@ class LocalWindowAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         ws = self.attn.resolution
-        if H == ws and W == ws:
+        if H == ws and W == ws and not _in_graph_capture():
+            # one window exactly: skip the partition (eager only; an exported graph must not bake this
+            # size-dependent branch in, so it always takes the general path, which gives the same result)
             return self.attn(x)
         pad_b, pad_r = (ws - H % ws) % ws, (ws - W % ws) % ws
         nh, nw = (H + pad_b) // ws, (W + pad_r) // ws
         # partition through the NHWC view: the windows come out channels-last (the layout this model
         # runs in on CPU, see EfficientVit.forward_features), with one copy in and one copy out
-        x = x.permute(0, 2, 3, 1)
-        if pad_b or pad_r:
-            x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+        x = F.pad(x.permute(0, 2, 3, 1), (0, 0, 0, pad_r, 0, pad_b))  # unconditional: no size-dependent branch
         x = x.reshape(B, nh, ws, nw, ws, C).transpose(2, 3).reshape(B * nh * nw, ws, ws, C).permute(0, 3, 1, 2)
         x = self.attn(x)
         x = x.permute(0, 2, 3, 1).reshape(B, nh, nw, ws, ws, C).transpose(2, 3).reshape(B, nh * ws, nw * ws, C)
@@ -453,7 +459,7 @@ class EfficientVit(nn.Module):
 
     def _stem(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)
-        if x.device.type == 'cpu' and not torch.jit.is_tracing():
+        if x.device.type == 'cpu' and not _in_graph_capture():
             # on CPU the depthwise convolutions (most of this model's time) run 1.5-5x faster on
             # channels-last tensors in oneDNN; every later op keeps the layout
             x = x.contiguous(memory_format=torch.channels_last)
