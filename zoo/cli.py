@@ -38,8 +38,8 @@ def main(argv=None) -> int:
     try:
         module = importlib.import_module(COMMANDS[cmd])
     except ImportError as e:
-        print(f'zoo {cmd}: not available ({e}). Install the extra it needs, e.g. pip install "zoo-backbones[train,onnx]"',
-              file=sys.stderr)
+        print(f'zoo {cmd}: not available ({e}). Install the extra it needs, '
+              f'e.g. pip install "zoo-backbones[train,onnx]"', file=sys.stderr)
         return 2
     return int(module.main(rest) or 0)
 

@@ -6,7 +6,8 @@ Shapes: q [B, H, N, D], k [B, H, M, D], v [B, H, M, Dv]; ``bias`` is optional an
 to [Bb, H, N, M] where ``B % Bb == 0`` and batch b uses bias[b % Bb]. That one rule covers
 a table shared by every window (Bb = 1: relative-position / attention-bias tables), one mask
 per window position (Bb = windows per image, with B = images * windows) and a bias per item
-(Bb = B). The softmax is computed in fp32 (at least: fp64 stays fp64) whatever the input dtype (MOAT and others rely on it).
+(Bb = B). The softmax is computed in at least fp32 (fp64 stays fp64) whatever the input dtype
+(MOAT and others rely on it).
 
 This is the path every CPU user and every ONNX export runs, so it is plain, vectorised torch.
 """
