@@ -66,6 +66,12 @@ def _stable_cluster_order(assign: torch.Tensor, num_clusters: int) -> torch.Tens
     return torch.argsort(assign * N + pos, dim=-1)
 
 
+def _wrap_once(idx: torch.Tensor, n) -> torch.Tensor:
+    """``idx % n`` for -n <= idx < 2n without a tensor-by-scalar remainder (n may be a symbolic size, which the ONNX
+    exporter cannot pass to Mod). Callers: pad lengths below 2n (pad_n <= M << N, tail = pad_n + gs < 2 * gs <= 2N)."""
+    return torch.where(idx < 0, idx + n, torch.where(idx >= n, idx - n, idx))
+
+
 def _center_step(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     """One batched spherical k-means step (official ``center_iter``) on unit-norm x [B, N, C] and centres [M, C].
 
@@ -159,7 +165,7 @@ class IASA(nn.Module):
         # sorted sequence padded with its own reversed tail (official: cat(t, flip(t[N - P:N]))); queries need
         # pad_n extra tokens, keys/values pad_n + gs so that group g sees groups g and g + 1
         tail = pad_n + gs
-        tail_idx = (N - 1 - torch.arange(tail, device=x.device)) % N  # == N-1 ... N-tail whenever tail <= N
+        tail_idx = _wrap_once(N - 1 - torch.arange(tail, device=x.device), N)  # tail < 2N: one wrap is enough
         seq_idx = torch.cat([torch.arange(N, device=x.device), tail_idx])
         src = order[:, seq_idx]  # [B, (ng + 1) * gs] token indices
         xs = torch.gather(x, 1, src.unsqueeze(-1).expand(-1, -1, C))
@@ -231,7 +237,7 @@ class TAB(nn.Module):
         B, N, C = x.shape
         M = self.num_tokens
         pad_n = M - N % M  # a full extra chunk when N % M == 0, as the official code does
-        idx = torch.cat([torch.arange(N, device=x.device), N - 1 - torch.arange(pad_n, device=x.device) % N])
+        idx = torch.cat([torch.arange(N, device=x.device), N - 1 - _wrap_once(torch.arange(pad_n, device=x.device), N)])
         padded = x[:, idx]
         return padded.reshape(B, M, -1, C).transpose(0, 1).reshape(M, -1, C).mean(dim=1).detach()
 
@@ -310,6 +316,27 @@ def _overlap_divisor(size: int, ps: int) -> torch.Tensor:
     return div
 
 
+def _patch_starts_graph(size, ps: int, device=None) -> torch.Tensor:
+    """:func:`_patch_starts` as tensor ops on a possibly symbolic ``size`` (no Python loop over the size)."""
+    step = ps - 2
+    num = (size - 2 + step - 1) // step  # len(range(0, size + step - ps, step)) for size >= ps
+    return (torch.arange(num, device=device) * step).clamp(max=size - ps)
+
+
+def _overlap_divisor_graph(size, ps: int, device=None) -> torch.Tensor:
+    """:func:`_overlap_divisor` as tensor ops: 2 ** (number of overlap strips [top_k, i_k + 2) covering a position).
+
+    Strip k (k >= 1) starts at the k-th patch start top_k = min(k * step, size - ps) and ends at k * step + 2.
+    """
+    step = ps - 2
+    num = (size - 2 + step - 1) // step
+    ends = torch.arange(1, num, device=device) * step + 2  # i_k + ps - step
+    tops = (ends - 2).clamp(max=size - ps)
+    pos = torch.arange(size, device=device)[:, None]
+    strips = ((pos >= tops) & (pos < ends)).sum(dim=1)
+    return torch.pow(2., strips.float())
+
+
 class LRSA(nn.Module):
     """Attention inside overlapping ps x ps patches, pasted back with the official overlap averaging; conv FFN."""
 
@@ -321,18 +348,28 @@ class LRSA(nn.Module):
         ])
         self._geom_cache: Dict[Tuple, Tuple[torch.Tensor, torch.Tensor, int]] = {}
 
+    @staticmethod
+    def _compute_geometry(H, W, ps: int, device=None) -> Tuple[torch.Tensor, torch.Tensor, int]:
+        """Flat pixel index of every patch position [P * ps * ps], the divisor map [H * W] and P (tensor ops only,
+        so H / W may be symbolic sizes under export)."""
+        tops, lefts = _patch_starts_graph(H, ps, device), _patch_starts_graph(W, ps, device)
+        offsets = torch.arange(ps, device=device)
+        rows = tops[:, None] + offsets  # [nh, ps]
+        cols = lefts[:, None] + offsets  # [nw, ps]
+        flat = rows[:, None, :, None] * W + cols[None, :, None, :]  # [nh, nw, ps, ps]
+        div = _overlap_divisor_graph(H, ps, device)[:, None] * _overlap_divisor_graph(W, ps, device)[None, :]
+        return flat.flatten(), div.flatten(), tops.shape[0] * lefts.shape[0]
+
     def _geometry(self, H: int, W: int, ps: int, device) -> Tuple[torch.Tensor, torch.Tensor, int]:
-        """Flat pixel index of every patch position [P * ps * ps] and the divisor map [H * W]."""
+        """The patch geometry: built in the graph under export/compile, cached per size in eager mode."""
+        if is_exporting() or torch.compiler.is_compiling():
+            # symbolic H / W: a cache keyed by the size would bake the export size in (or fail on unhashable SymInts)
+            return self._compute_geometry(H, W, ps, device)
         key = (H, W, ps, str(device))
         if key not in self._geom_cache:
-            tops, lefts = torch.tensor(_patch_starts(H, ps)), torch.tensor(_patch_starts(W, ps))
-            rows = tops[:, None] + torch.arange(ps)  # [nh, ps]
-            cols = lefts[:, None] + torch.arange(ps)  # [nw, ps]
-            flat = rows[:, None, :, None] * W + cols[None, :, None, :]  # [nh, nw, ps, ps]
-            div = _overlap_divisor(H, ps)[:, None] * _overlap_divisor(W, ps)[None, :]
             if len(self._geom_cache) > 16:
                 self._geom_cache.clear()
-            self._geom_cache[key] = (flat.flatten().to(device), div.flatten().to(device), len(tops) * len(lefts))
+            self._geom_cache[key] = self._compute_geometry(H, W, ps, device)
         return self._geom_cache[key]
 
     def forward(self, x: torch.Tensor, ps: int) -> torch.Tensor:

@@ -32,6 +32,7 @@ from timm.layers import (
 )
 from timm.models import checkpoint, checkpoint_seq
 from timm.models._features import feature_take_indices
+from zoo.ops._dispatch import is_exporting
 from zoo.ops.attention import attention
 from zoo.ops.channel_attention import channel_attention
 
@@ -45,11 +46,26 @@ def _check_input(x: torch.Tensor, in_chans: int) -> None:
         raise ValueError(f'DaViT expects a [B, {in_chans}, H, W] image batch, got shape {tuple(x.shape)}')
 
 
+def _in_graph_capture() -> bool:
+    """Exporting, scripting or compiling: no size-dependent Python branches (they would become shape guards)."""
+    return is_exporting() or torch.compiler.is_compiling()
+
+
+def _num_tiles(size, multiple: int):
+    """ceil(size / multiple) as a floor division, so that a symbolic size stays a simple expression."""
+    return (size + multiple - 1) // multiple
+
+
 def _pad_to_multiple(x: torch.Tensor, multiple: Tuple[int, int], channels_last: bool = False) -> torch.Tensor:
-    """Zero-pad the spatial dims right/bottom to a multiple (NCHW, or NHWC when ``channels_last``)."""
+    """Zero-pad the spatial dims right/bottom to a multiple (NCHW, or NHWC when ``channels_last``).
+
+    The padded size is written as ``ceil(size / m) * m`` (not ``size + (-size) % m``): under export the symbolic
+    shape then stays a product the later reshapes divide exactly, and the pad is unconditional (no guard on size).
+    """
     H, W = (x.shape[1], x.shape[2]) if channels_last else (x.shape[-2], x.shape[-1])
-    pad_b, pad_r = (-H) % multiple[0], (-W) % multiple[1]
-    if not pad_b and not pad_r:
+    pad_b = _num_tiles(H, multiple[0]) * multiple[0] - H
+    pad_r = _num_tiles(W, multiple[1]) * multiple[1] - W
+    if not _in_graph_capture() and not pad_b and not pad_r:
         return x
     pad = (0, 0, 0, pad_r, 0, pad_b) if channels_last else (0, pad_r, 0, pad_b)
     return F.pad(x, pad)
@@ -174,12 +190,20 @@ class SpatialBlock(_DualBlockBase):
     def mix(self, x: torch.Tensor, H: int, W: int) -> torch.Tensor:
         B, _, C = x.shape
         wh, ww = self.window_size
+        # window counts from the unpadded size, every reshape with explicit sizes (no -1, no Hp // wh): under export
+        # the symbolic shapes then need no divisibility reasoning
+        nh, nw = _num_tiles(H, wh), _num_tiles(W, ww)
         x = _pad_to_multiple(x.reshape(B, H, W, C), self.window_size, channels_last=True)
-        Hp, Wp = x.shape[1], x.shape[2]
-        windows = x.reshape(B, Hp // wh, wh, Wp // ww, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, wh * ww, C)
+        windows = x.reshape(B, nh, wh, nw, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(B * nh * nw, wh * ww, C)
         windows = self.attn(windows)
-        x = windows.reshape(B, Hp // wh, Wp // ww, wh, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(B, Hp, Wp, C)
-        return x[:, :H, :W].reshape(B, H * W, C)
+        x = windows.reshape(B, nh, nw, wh, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(B, nh * wh, nw * ww, C)
+        if _in_graph_capture():
+            # a slice's contiguity (is anything padded?) is a shape guard under export (nw * ww != W) that fails at
+            # other sizes; gathering the kept rows/columns gives a fresh contiguous tensor without that question
+            x = x.index_select(1, torch.arange(H, device=x.device)).index_select(2, torch.arange(W, device=x.device))
+        else:
+            x = x[:, :H, :W]
+        return x.reshape(B, H * W, C)
 
 
 class ChannelBlock(_DualBlockBase):

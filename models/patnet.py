@@ -42,9 +42,14 @@ from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 __all__ = ['PATNet']
 
 
+def _in_graph_capture() -> bool:
+    """Exporting, scripting or compiling: build size-dependent tables in the graph, keep no Python-side caches."""
+    return is_exporting() or torch.compiler.is_compiling()
+
+
 def _use_out_buffers(x: torch.Tensor) -> bool:
     """Write channel groups into one preallocated output (no cat): only without autograd and outside export."""
-    return not torch.is_grad_enabled() and not is_exporting() and not torch.jit.is_scripting()
+    return not torch.is_grad_enabled() and not _in_graph_capture()
 
 
 def _bn_affine(bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -86,14 +91,15 @@ def _fold_bn_before_conv1x1(bn: nn.BatchNorm2d, conv: nn.Conv2d) -> nn.Conv2d:
 # ----------------------------------------------------------------------------------------------
 # iRPE (Euclidean, bias mode, on keys)
 
-@lru_cache(maxsize=32)
-def _euclidean_buckets_cpu(height: int, width: int, alpha: float, beta: float, gamma: float) -> torch.Tensor:
+def _euclidean_buckets(height, width, alpha: float, beta: float, gamma: float, device=None) -> torch.Tensor:
     """[L, L] bucket ids in [0, 2*beta] for every pair of positions of an height x width map (L = h*w).
 
     iRPE's piecewise index on the rounded Euclidean distance: identity up to alpha, then logarithmic up to beta;
     shifted by beta so ids are non-negative. Computed in float32 as the official code does (rounding matters).
+    Tensor ops only, so ``height``/``width`` may be symbolic sizes: under export the table is built in the graph.
     """
-    rows, cols = torch.meshgrid(torch.arange(height), torch.arange(width), indexing='ij')
+    rows, cols = torch.meshgrid(
+        torch.arange(height, device=device), torch.arange(width, device=device), indexing='ij')
     pos = torch.stack([rows.flatten(), cols.flatten()], dim=-1)
     diff = pos[:, None, :] - pos[None, :, :]
     dist = diff.square().sum(-1).float().sqrt().round()
@@ -101,6 +107,12 @@ def _euclidean_buckets_cpu(height: int, width: int, alpha: float, beta: float, g
     log_part = alpha + torch.log(dist.clamp(min=alpha) / alpha) / math.log(gamma / alpha) * (beta - alpha)
     idx = torch.where(far, log_part.round().clamp(max=beta), dist)  # distances are >= 0: sign is +1
     return idx.long() + int(beta)
+
+
+@lru_cache(maxsize=32)
+def _euclidean_buckets_cpu(height: int, width: int, alpha: float, beta: float, gamma: float) -> torch.Tensor:
+    """Eager-mode memo of :func:`_euclidean_buckets` on the CPU."""
+    return _euclidean_buckets(height, width, alpha, beta, gamma)
 
 
 class EuclideanRPE(nn.Module):
@@ -117,6 +129,9 @@ class EuclideanRPE(nn.Module):
         self._bucket_cache: Dict[Tuple[int, int, str], torch.Tensor] = {}
 
     def buckets(self, height: int, width: int, device: torch.device) -> torch.Tensor:
+        if _in_graph_capture():
+            # symbolic sizes under export/compile: a cached table would bake the export size into the graph
+            return _euclidean_buckets(height, width, self.alpha, self.beta, self.gamma, device)
         key = (height, width, str(device))
         ids = self._bucket_cache.get(key)
         if ids is None:

@@ -208,10 +208,84 @@ def _check_family_export(exported, name, **opts):
     assert result.max_abs_diff <= (result.tolerance if opts.get('fp16') else 1e-4)
 
 
+# Models whose forward makes a hard, data-dependent choice (CATANet: argmax token -> centre assignment, then a sort):
+# a token whose top-2 scores differ by less than the ORT-vs-PyTorch rounding (~6e-7) can land in another cluster,
+# which legitimately changes that image's output by ~1e-4 (measured: batch 3 at 96x128, one token in block 4 at a
+# margin of 6e-8 flips, output diff 1.2e-4; all scores before it agree to 6e-7). Their plain parity check is replaced
+# by test_discrete_routing_export_parity, which checks the assignments and then the outputs.
+DISCRETE_ROUTING = {'zoo_catanet_x2'}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize('name', SMALLEST)
 def test_family_export(exported, name):
+    if name in DISCRETE_ROUTING:
+        pytest.skip(f'{name}: argmax routing, parity is checked by test_discrete_routing_export_parity')
     _check_family_export(exported, name)
+
+
+@pytest.mark.slow
+def test_discrete_routing_export_parity(tmp_path):
+    """CATANet: ORT must reproduce every token->centre assignment except at near ties, and every image whose
+    assignments all agree must match PyTorch to 1e-4."""
+    import numpy as np
+    import onnxruntime as ort
+    import zoo.models.catanet as catanet
+    from zoo.export_onnx import reference_ops
+
+    scores_seen = []
+
+    def recording_assign(x, centres):
+        scores = torch.einsum('bnc,mc->bnm', F.normalize(x, dim=-1), F.normalize(centres, dim=-1))
+        scores_seen.append(scores)
+        return scores.argmax(dim=-1)
+
+    class Probe(nn.Module):
+        """The model, plus every block's assignment as extra outputs."""
+
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            scores_seen.clear()
+            y = self.model(x)
+            return (y, *[s.argmax(-1) for s in scores_seen])
+
+    model = randomize_(build_model('zoo_catanet_x2')).eval()
+    probe = Probe(model).eval()
+    size = small_size('zoo_catanet_x2')
+    path = str(tmp_path / 'catanet_probe.onnx')
+    mp = pytest.MonkeyPatch()
+    mp.setattr(catanet, '_assign', recording_assign)
+    try:
+        example = torch.randn(2, 3, *size)
+        with reference_ops(), torch.no_grad():
+            probe(example)
+        torch.onnx.export(probe, (example,), None, dynamo=True, opset_version=19, input_names=['input'],
+                          dynamic_shapes=({0: 'batch'},), optimize=True).save(path)
+        sess = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+        gen = torch.Generator().manual_seed(0)
+        agreeing_images = 0
+        for batch in (1, 3):
+            x = torch.randn(batch, 3, *size, generator=gen)
+            with torch.no_grad():
+                ref = probe(x)
+            got = sess.run(None, {'input': x.numpy()})
+            margins = [s.topk(2, dim=-1).values for s in scores_seen]
+            same = np.ones(batch, dtype=bool)
+            for blk, (a_ref, a_ort, top2) in enumerate(zip(ref[1:], got[1:], margins)):
+                flips = a_ref.numpy() != a_ort
+                margin = (top2[..., 0] - top2[..., 1]).numpy()
+                # a flip is only acceptable at a near tie (well below the 1e-4 output bound's scale)
+                assert (margin[flips] < 1e-5).all(), f'block {blk}: assignment differs at margin {margin[flips]}'
+                same &= ~flips.any(axis=1)
+            diff = np.abs(got[0] - ref[0].numpy()).reshape(batch, -1).max(axis=1)
+            assert (diff[same] <= 1e-4).all(), f'batch {batch}: images with identical assignments differ by {diff}'
+            agreeing_images += int(same.sum())
+        assert agreeing_images >= 2, 'too few images with identical assignments to check the outputs'
+    finally:
+        mp.undo()
 
 
 @pytest.mark.slow
