@@ -473,7 +473,8 @@ class VOLO(nn.Module):
 
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         pos = self.pos_embed
-        if _in_graph_capture() or pos.shape[1:3] != x.shape[1:3]:  # same size: an exact identity
+        # under a dynamic-size export the resize stays in the graph (an exact identity at the built size)
+        if (self.dynamic_img_size and _in_graph_capture()) or pos.shape[1:3] != x.shape[1:3]:
             pos = F.interpolate(pos.permute(0, 3, 1, 2), size=x.shape[1:3], mode='bicubic', align_corners=False)
             pos = pos.permute(0, 2, 3, 1)
         return self.pos_drop(x + pos)
