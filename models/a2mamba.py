@@ -26,6 +26,7 @@ from timm.layers import DropPath, LayerNorm2d, trunc_normal_
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
+from zoo.ops._dispatch import is_exporting
 from zoo.ops.attention import attention
 from zoo.ops.neighborhood import neighborhood_av, neighborhood_qk
 from zoo.ops.selective_scan import selective_scan_states
@@ -34,6 +35,11 @@ from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 from ._lmmm_layers import DWLayerScale, ProjectionHead, conv_stem
 
 __all__ = ['A2Mamba', 'MASS', 'A2SSM']
+
+
+def _in_graph_capture() -> bool:
+    """Exporting or compiling: sizes are symbolic, so a branch on them would bake the example's size into the graph."""
+    return is_exporting() or torch.compiler.is_compiling()
 
 
 def _ln(dim):
@@ -144,7 +150,9 @@ class MASS(nn.Module):
 
     def _global_bias(self, n_tokens: int) -> torch.Tensor:
         bias = self.rpb_global
-        if bias.shape[-1] != n_tokens:  # resized as an (L0 x L0) image, as the official code does
+        # resized as an (L0 x L0) image, as the official code does (an identity at the same size: always run it
+        # under export, where n_tokens is symbolic)
+        if _in_graph_capture() or bias.shape[-1] != n_tokens:
             bias = F.interpolate(bias, size=(n_tokens, n_tokens), mode='bicubic', align_corners=False)
         return bias
 
@@ -217,7 +225,7 @@ class A2MambaBlock(nn.Module):
         H, W = x.shape[-2:]
         ws = self.token_mixer.window_size
         pad_h, pad_w = max(ws - H, 0), max(ws - W, 0)
-        if pad_h or pad_w:
+        if _in_graph_capture() or pad_h or pad_w:  # under export the (possibly zero) padding stays in the graph
             return self.token_mixer(F.pad(x, (0, pad_w, 0, pad_h)), rope)[..., :H, :W]
         return self.token_mixer(x, rope)
 

@@ -25,11 +25,18 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ClassifierHead, DropPath, Mlp, trunc_normal_
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
+from zoo.ops._dispatch import is_exporting
 from zoo.ops.routing import routing_attention
 
 from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 
 __all__ = ['BiFormer']
+
+
+def _in_graph_capture() -> bool:
+    """Exporting or compiling: sizes are symbolic, so a branch on them would bake the example's size into the graph."""
+    return is_exporting() or torch.compiler.is_compiling()
+
 
 _MIN_SIDE = 32  # the stride-32 last stage needs at least one token
 
@@ -77,7 +84,7 @@ class BiLevelRoutingAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
         pad_b, pad_r = (-H) % self.n_win, (-W) % self.n_win
-        if pad_b or pad_r:
+        if _in_graph_capture() or pad_b or pad_r:
             # zero padding before the projection, padded tokens unmasked: the official auto_pad
             x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
         Hp, Wp = H + pad_b, W + pad_r
@@ -88,7 +95,7 @@ class BiLevelRoutingAttention(nn.Module):
         out = routing_attention(q, k, v, self.topk, self.scale)
         out = _from_regions(out, self.n_win, Hp, Wp) + lepe
         out = self.proj(out)
-        if pad_b or pad_r:
+        if _in_graph_capture() or pad_b or pad_r:
             out = out[:, :H, :W].contiguous()
         return out
 

@@ -24,11 +24,18 @@ from timm.layers import ClassifierHead, DropPath, trunc_normal_
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
 from torchvision.ops import deform_conv2d
+from zoo.ops._dispatch import is_exporting
 from zoo.ops.attention import attention
 
 from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 
 __all__ = ['LITv2']
+
+
+def _in_graph_capture() -> bool:
+    """Exporting or compiling: sizes are symbolic, so a branch on them would bake the example's size into the graph."""
+    return is_exporting() or torch.compiler.is_compiling()
+
 
 _MIN_SIDE = 32  # the stride-32 last stage needs at least one token
 
@@ -82,7 +89,8 @@ class HiLo(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, H, W, C = x.shape
         pad_b, pad_r = (-H) % self.ws, (-W) % self.ws
-        if pad_b or pad_r:  # the official detection/segmentation padding: zeros enter both branches
+        # the official detection/segmentation padding: zeros enter both branches (under export always in the graph)
+        if _in_graph_capture() or pad_b or pad_r:
             x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
         if self.h_heads == 0:
             out = self.lofi(x)
@@ -90,7 +98,7 @@ class HiLo(nn.Module):
             out = self.hifi(x)
         else:
             out = torch.cat((self.hifi(x), self.lofi(x)), dim=-1)
-        if pad_b or pad_r:
+        if _in_graph_capture() or pad_b or pad_r:
             out = out[:, :H, :W].contiguous()
         return out
 
@@ -178,7 +186,7 @@ class PatchEmbed(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         H, W = x.shape[-2:]
         pad_b, pad_r = (-H) % self.patch_size, (-W) % self.patch_size
-        if pad_b or pad_r:
+        if _in_graph_capture() or pad_b or pad_r:
             x = F.pad(x, (0, pad_r, 0, pad_b))
         return self.norm(self.proj(x).permute(0, 2, 3, 1))
 

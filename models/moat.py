@@ -42,11 +42,18 @@ from timm.layers import (
 )
 from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
+from zoo.ops._dispatch import is_exporting
 from zoo.ops.attention import attention
 
 from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 
 __all__ = ['Moat', 'checkpoint_filter_fn']
+
+
+def _in_graph_capture() -> bool:
+    """Exporting or compiling: sizes are symbolic, so a branch on them would bake the example's size into the graph."""
+    return is_exporting() or torch.compiler.is_compiling()
+
 
 BN_EPS = 1e-3  # Keras BatchNormalization default (PyTorch's is 1e-5)
 BN_MOMENTUM = 0.01  # Keras momentum 0.99 in PyTorch terms
@@ -72,7 +79,7 @@ class AvgPool2dSameExclusive(nn.Module):
         H, W = x.shape[-2:]
         pad_h = get_same_padding(H, self.kernel_size, self.stride, 1)
         pad_w = get_same_padding(W, self.kernel_size, self.stride, 1)
-        if pad_h == 0 and pad_w == 0:
+        if not _in_graph_capture() and pad_h == 0 and pad_w == 0:  # under export: the general path, in the graph
             return F.avg_pool2d(x, self.kernel_size, self.stride)
         pads = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
         total = F.avg_pool2d(F.pad(x, pads), self.kernel_size, self.stride)
@@ -101,7 +108,7 @@ def relative_position_bias(table: torch.Tensor, height: int, width: int) -> torc
     """
     num_heads = table.shape[0]
     size = (2 * height - 1, 2 * width - 1)
-    if tuple(table.shape[-2:]) != size:
+    if _in_graph_capture() or tuple(table.shape[-2:]) != size:  # same size: an exact identity
         table = F.interpolate(table[None].float(), size=size, mode='bilinear', align_corners=False)[0].to(table.dtype)
     pos_h = torch.arange(height, device=table.device)
     pos_w = torch.arange(width, device=table.device)
@@ -173,7 +180,7 @@ def window_partition(x: torch.Tensor, window: Tuple[int, int]) -> Tuple[torch.Te
     wh, ww = window
     pad_h, pad_w = (-H) % wh, (-W) % ww
     mask = None
-    if pad_h or pad_w:
+    if _in_graph_capture() or pad_h or pad_w:  # under export the (possibly zero) padding and mask stay in the graph
         x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
         valid = torch.zeros(H + pad_h, W + pad_w, dtype=torch.bool, device=x.device)
         valid[:H, :W] = True

@@ -32,6 +32,7 @@ from timm.layers.grn import GlobalResponseNorm
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
 
+from zoo.ops._dispatch import is_exporting
 from zoo.ops.neighborhood import neighborhood_av, neighborhood_rpb
 
 from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
@@ -201,6 +202,41 @@ class RepConvBlock(nn.Module):
         return x + self.drop_path(self.ls(self.proj(x)))
 
 
+def _in_graph_capture() -> bool:
+    """Exporting or compiling: sizes are symbolic, so a branch on them would bake the example's size into the graph."""
+    return is_exporting() or torch.compiler.is_compiling()
+
+
+def _enlarged_size(H, W, K: int):
+    """ContMix's enlargement as one branch-free formula on (possibly symbolic) sizes, for export.
+
+    The short side s = min(H, W) becomes K and the long side L becomes K * L // s when s < K; otherwise the size is
+    kept (then K * L // s <= L and the max keeps L). The official code computes the long side in floating point,
+    ``int(K / s * L)``, which is one less where K * L / s is a whole number that the division rounds below (e.g.
+    K=7, s=5, L=45): at such sizes the exported graph enlarges to one more pixel than eager PyTorch.
+    """
+    s = torch.sym_min(H, W)
+    return torch.sym_max(H, K * H // s), torch.sym_max(W, K * W // s)
+
+
+def _pool_matrix(n_in, n_out, like: torch.Tensor) -> torch.Tensor:
+    """[n_out, n_in] averaging matrix of adaptive average pooling (bins floor(i*n/m) .. ceil((i+1)*n/m))."""
+    i = torch.arange(n_out, device=like.device)
+    start = torch.div(i * n_in, n_out, rounding_mode='floor')
+    end = torch.div((i + 1) * n_in + n_out - 1, n_out, rounding_mode='floor')
+    j = torch.arange(n_in, device=like.device)
+    inside = (j[None, :] >= start[:, None]) & (j[None, :] < end[:, None])
+    return inside.to(like.dtype) / (end - start)[:, None].to(like.dtype)
+
+
+def _adaptive_avg_pool2d_graph(x: torch.Tensor, size) -> torch.Tensor:
+    """``F.adaptive_avg_pool2d`` as two matrix products: exports exactly for symbolic sizes (the exporter's own
+    decomposition fixes the bin layout of the example size) and is an identity where the sizes are equal."""
+    ph = _pool_matrix(x.shape[-2], size[0], x)
+    pw = _pool_matrix(x.shape[-1], size[1], x)
+    return torch.matmul(torch.matmul(ph, x), pw.transpose(0, 1))
+
+
 class ContMix(nn.Module):
     """Context-mixing dynamic convolution (the token mixer of a DynamicConvBlock).
 
@@ -224,9 +260,10 @@ class ContMix(nn.Module):
         B, C, H, W = x.shape
         g, K, k = self.num_groups, self.kernel_size, self.smk_size
         out_size = (H, W)
-        resized = min(H, W) < K
+        capture = _in_graph_capture()
+        resized = capture or min(H, W) < K
         if resized:  # the map must hold a K x K window: enlarge (aspect kept), pool back afterwards
-            size = (K, int(K / H * W)) if H < W else (int(K / W * H), K)
+            size = _enlarged_size(H, W, K) if capture else (K, int(K / H * W)) if H < W else (int(K / W * H), K)
             x = F.interpolate(x, size=size, mode='bilinear', align_corners=False)
             xf = F.interpolate(xf, size=size, mode='bilinear', align_corners=False)
             H, W = size
@@ -247,7 +284,7 @@ class ContMix(nn.Module):
         out_large = neighborhood_av(attn_large.contiguous(), value[1], K)
         out = torch.cat([out_small, out_large], dim=1).permute(0, 1, 4, 2, 3).reshape(B, C, H, W)
         if resized:
-            out = F.adaptive_avg_pool2d(out, out_size)
+            out = _adaptive_avg_pool2d_graph(out, out_size) if capture else F.adaptive_avg_pool2d(out, out_size)
         return out
 
 

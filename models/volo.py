@@ -34,12 +34,18 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, Mlp, to_2tuple, to_ntuple, trunc_normal_
 from timm.models import checkpoint
 from timm.models._features import feature_take_indices
+from zoo.ops._dispatch import is_exporting
 from zoo.ops.attention import attention
 from zoo.ops.outlook import outlook_attention
 
 from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 
 __all__ = ['VOLO']
+
+
+def _in_graph_capture() -> bool:
+    """Exporting or compiling: sizes are symbolic, so a branch on them would bake the example's size into the graph."""
+    return is_exporting() or torch.compiler.is_compiling()
 
 
 class OutlookAttention(nn.Module):
@@ -467,7 +473,8 @@ class VOLO(nn.Module):
 
     def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
         pos = self.pos_embed
-        if pos.shape[1:3] != x.shape[1:3]:
+        # under a dynamic-size export the resize stays in the graph (an exact identity at the built size)
+        if (self.dynamic_img_size and _in_graph_capture()) or pos.shape[1:3] != x.shape[1:3]:
             pos = F.interpolate(pos.permute(0, 3, 1, 2), size=x.shape[1:3], mode='bicubic', align_corners=False)
             pos = pos.permute(0, 2, 3, 1)
         return self.pos_drop(x + pos)
@@ -657,6 +664,11 @@ def checkpoint_filter_fn(state_dict: dict, model: nn.Module = None) -> dict:
 
 def _create_volo(variant: str, pretrained: bool = False, **kwargs) -> VOLO:
     out_indices = kwargs.pop('out_indices', (0, 1, 2, 3))
+    if kwargs.get('dynamic_img_size'):
+        # any input size works: say so in the cfg (tools such as ONNX export with dynamic H / W read it)
+        overlay = dict(kwargs.pop('pretrained_cfg_overlay', None) or {})
+        overlay.setdefault('fixed_input_size', False)
+        kwargs['pretrained_cfg_overlay'] = overlay
     return build_zoo_model(
         VOLO, variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,

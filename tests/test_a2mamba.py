@@ -118,3 +118,21 @@ def test_inputs_the_official_code_refuses(size):
 def test_bad_input_raises():
     with pytest.raises(ValueError, match='expects'):
         _tiny()(torch.randn(1, 4, 64, 64))
+
+
+def test_export_path_matches_eager(monkeypatch):
+    """Under export the window padding, global-bias resize and scan padding always run (symbolic sizes)."""
+    from zoo.models import a2mamba
+    from zoo.ops.selective_scan import reference as scan_reference
+    torch.manual_seed(0)
+    model = timm.create_model('zoo_a2mamba_n', num_classes=5).eval()
+    for size in ((64, 64), (224, 224)):  # maps below the window (padded), then the built size (none)
+        x = torch.randn(1, 3, *size)
+        with torch.no_grad():
+            ref = model(x)
+            for mod in (a2mamba, scan_reference):
+                monkeypatch.setattr(mod, '_in_graph_capture', lambda: True)
+            got = model(x)
+            for mod in (a2mamba, scan_reference):
+                monkeypatch.setattr(mod, '_in_graph_capture', lambda: False)
+        assert (got - ref).abs().max().item() <= 1e-5, size

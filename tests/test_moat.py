@@ -284,3 +284,18 @@ def test_cuda_fused_model_matches_cpu_reference():
         torch.backends.cudnn.allow_tf32 = False
         out = model.cuda()(x.cuda()).cpu()
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_export_path_matches_eager(monkeypatch):
+    """Under export the SAME pool, window padding/mask and bias resize always run (symbolic sizes): same numbers."""
+    from zoo.models import moat
+    torch.manual_seed(0)
+    model = timm.create_model('zoo_tiny_moat_0', num_classes=5, window_size=[None, None, (4, 4), (2, 2)]).eval()
+    for size in ((64, 64), (80, 112)):  # no padding anywhere; odd stride-16 maps (pool pad, window pad + mask)
+        x = torch.randn(1, 3, *size)
+        with torch.no_grad():
+            ref = model(x)
+            monkeypatch.setattr(moat, '_in_graph_capture', lambda: True)
+            got = model(x)
+            monkeypatch.setattr(moat, '_in_graph_capture', lambda: False)
+        assert (got - ref).abs().max().item() <= 1e-5, size

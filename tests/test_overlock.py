@@ -166,3 +166,34 @@ def test_bad_input_raises():
                               sub_num_heads=(2, 2), projection=16).eval()
     with pytest.raises(ValueError, match='expects'):
         model(torch.randn(1, 1, 64, 64))
+
+
+def test_export_path_matches_eager_in_both_regimes(monkeypatch):
+    """Under export ContMix always enlarges/pools with branch-free formulas (symbolic sizes): same numbers as eager,
+    both where the map is smaller than the kernel (eager enlarges) and where it is not (eager does nothing)."""
+    import torch.nn.functional as F
+
+    from zoo.models import overlock
+    for n_in, n_out in ((13, 7), (7, 7), (9, 4), (5, 3), (30, 12)):
+        x = torch.randn(2, 3, n_in, n_in + 2)
+        got = overlock._adaptive_avg_pool2d_graph(x, (n_out, n_out + 1))
+        assert (got - F.adaptive_avg_pool2d(x, (n_out, n_out + 1))).abs().max().item() <= 1e-6
+    for K in (7, 13):  # the kernels ContMix uses
+        for H in range(1, 3 * K):
+            for W in range(1, 3 * K):
+                official = ((K, int(K / H * W)) if H < W else (int(K / W * H), K)) if min(H, W) < K else (H, W)
+                got = overlock._enlarged_size(H, W, K)
+                if got != official:  # only the documented float artefact: K * L / s whole, rounded below
+                    s, L = min(H, W), max(H, W)
+                    assert K * L % s == 0 and max(got) == max(official) + 1 and min(got) == min(official), (K, H, W)
+    torch.manual_seed(0)
+    model = timm.create_model('overlock_xt', depth=(1, 1, 1, 1), sub_depth=(1, 1), embed_dim=(8, 16, 32, 32),
+                              sub_num_heads=(2, 2), projection=16, num_classes=5).eval()
+    for size in ((64, 96), (224, 240)):  # stage-3/4 maps below the 13/7 kernels, then not
+        x = torch.randn(1, 3, *size)
+        with torch.no_grad():
+            ref = model(x)
+            monkeypatch.setattr(overlock, '_in_graph_capture', lambda: True)
+            got = model(x)
+            monkeypatch.setattr(overlock, '_in_graph_capture', lambda: False)
+        assert (got - ref).abs().max().item() <= 1e-5, size

@@ -22,12 +22,18 @@ __all__ = ['neighborhood_qk_reference', 'neighborhood_av_reference', 'neighbor_t
 IntPair = Union[int, Sequence[int]]
 
 
+def _as_int(v):
+    # a symbolic size (torch.export / torch.compile, e.g. A2Mamba's size-dependent dilation) stays symbolic:
+    # int() on it would bake the example's value into the graph
+    return v if isinstance(v, torch.SymInt) else int(v)
+
+
 def pair(x: IntPair) -> Tuple[int, int]:
     if isinstance(x, (tuple, list)):
         if len(x) != 2:
             raise ValueError(f'expected an int or a pair, got {x!r}')
-        return int(x[0]), int(x[1])
-    return int(x), int(x)
+        return _as_int(x[0]), _as_int(x[1])
+    return _as_int(x), _as_int(x)
 
 
 def check_neighborhood(H: int, W: int, kernel_size: IntPair,

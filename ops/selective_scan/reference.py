@@ -20,9 +20,15 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from .._dispatch import is_exporting
+
 __all__ = ['selective_scan_states_reference', 'selective_scan_loop', 'scan_inputs']
 
 CHUNK = 16  # O(L*T) exps per channel inside chunks plus (L/T)^2 across them: 16 is the CPU sweet spot at L = 3136
+
+
+def _in_graph_capture() -> bool:
+    return is_exporting() or torch.compiler.is_compiling()
 
 
 def scan_inputs(u, delta, A, B, delta_bias=None, delta_softplus=True) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -65,7 +71,9 @@ def selective_scan_states_reference(u, delta, A, B, delta_bias: Optional[torch.T
     L = log_decay.shape[-1]
     n_chunks = -(-L // chunk)
     pad = n_chunks * chunk - L
-    if pad:  # padded steps come after the end, so they never reach a real state
+    # padded steps come after the end, so they never reach a real state; under export / compile L is symbolic
+    # and the padding must stay in the graph even when the example needs none
+    if _in_graph_capture() or pad:
         log_decay, drive = F.pad(log_decay, (0, pad)), F.pad(drive, (0, pad))
     log_decay = log_decay.unflatten(-1, (n_chunks, chunk))
     drive = drive.unflatten(-1, (n_chunks, chunk))
