@@ -25,7 +25,6 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, LayerNorm2d, trunc_normal_
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
-
 from zoo.ops._dispatch import is_exporting
 from zoo.ops.attention import attention
 from zoo.ops.neighborhood import neighborhood_av, neighborhood_qk

@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from timm.layers import trunc_normal_
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
-
 from zoo.ops import attention
 from zoo.ops._dispatch import is_exporting
 

@@ -25,11 +25,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, SelectAdaptivePool2d, SqueezeExcite, resize_rel_pos_bias_table_levit, to_2tuple
-from timm.layers import trunc_normal_
+from timm.layers import (
+    DropPath,
+    SelectAdaptivePool2d,
+    SqueezeExcite,
+    resize_rel_pos_bias_table_levit,
+    to_2tuple,
+    trunc_normal_,
+)
 from timm.models import checkpoint, checkpoint_seq
 from timm.models._features import feature_take_indices
-
 from zoo.ops import attention
 from zoo.ops._dispatch import is_exporting
 
@@ -227,7 +232,6 @@ class CascadedGroupAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
-        N = H * W
         kd, vd = self.key_dim, self.val_dim
         bias = self.attention_bias()
         chunks = x.chunk(self.num_heads, dim=1)

@@ -31,7 +31,6 @@ from timm.layers import DropPath, LayerNorm2d, trunc_normal_
 from timm.layers.grn import GlobalResponseNorm
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
-
 from zoo.ops._dispatch import is_exporting
 from zoo.ops.neighborhood import neighborhood_av, neighborhood_rpb
 

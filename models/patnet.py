@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from timm.layers import DropPath, LayerNorm2d, SelectAdaptivePool2d, get_act_layer, trunc_normal_
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
-
 from zoo.ops import attention
 from zoo.ops._dispatch import is_exporting
 

@@ -7,7 +7,11 @@ from ._dispatch import HAS_TRITON, ops_mode, use_triton
 from .attention import attention, attention_reference
 from .channel_attention import channel_attention, channel_attention_reference
 from .neighborhood import (
-    neighborhood_av, neighborhood_av_reference, neighborhood_qk, neighborhood_qk_reference, neighborhood_rpb,
+    neighborhood_av,
+    neighborhood_av_reference,
+    neighborhood_qk,
+    neighborhood_qk_reference,
+    neighborhood_rpb,
 )
 from .outlook import outlook_attention, outlook_attention_reference
 from .routing import routing_attention, routing_attention_reference

@@ -9,9 +9,9 @@ import timm
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
+from zoo.models.a2mamba import A2Mamba, checkpoint_filter_fn
 
 import zoo  # noqa: F401  (registers the models)
-from zoo.models.a2mamba import A2Mamba, checkpoint_filter_fn
 
 VARIANTS = ['n', 't', 's', 'b', 'l']
 

@@ -10,10 +10,12 @@ import timm
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import load_file, load as st_load, save as st_save
+from safetensors.torch import load as st_load
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
+from zoo.models.catanet import CATANet, _stable_cluster_order, checkpoint_filter_fn
 
 import zoo
-from zoo.models.catanet import CATANet, _stable_cluster_order, checkpoint_filter_fn
 
 # ../shared/reference/catanet.md §6: the official code's parameter counts (published ~0.48 / 0.55 / 0.54 M)
 OFFICIAL_PARAMS = {'catanet_x2': 477.4e3, 'catanet_x3': 549.6e3, 'catanet_x4': 535.2e3}

@@ -7,10 +7,10 @@ import timm
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
-
-import zoo
 from zoo.models._builder import count_params
 from zoo.models.efficientvit import EfficientVit, checkpoint_filter_fn
+
+import zoo
 
 # published parameter counts (official README, millions); counted: 2.35 / 2.98 / 4.19 / 6.90 / 8.80 / 12.47
 PUBLISHED_PARAMS_M = {'m0': 2.3, 'm1': 3.0, 'm2': 4.2, 'm3': 6.9, 'm4': 8.8, 'm5': 12.4}

@@ -13,9 +13,9 @@ import pytest
 import timm
 import torch
 from safetensors.torch import load_file, save_file
+from zoo.models._builder import count_params
 
 import zoo
-from zoo.models._builder import count_params
 
 FAST_PARAM_LIMIT = 30e6
 TEST_SIZE = 96

@@ -231,6 +231,7 @@ def test_discrete_routing_export_parity(tmp_path):
     import numpy as np
     import onnxruntime as ort
     import zoo.models.catanet as catanet
+
     from zoo.export_onnx import reference_ops
 
     scores_seen = []

@@ -9,9 +9,9 @@ import timm
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
+from zoo.models.overlock import OverLoCK, checkpoint_filter_fn
 
 import zoo  # noqa: F401  (registers the models)
-from zoo.models.overlock import OverLoCK, checkpoint_filter_fn
 
 CASES = ['small_128', 'small_96x160']
 VARIANTS = ['xt', 't', 's', 'b']
@@ -172,7 +172,6 @@ def test_export_path_matches_eager_in_both_regimes(monkeypatch):
     """Under export ContMix always enlarges/pools with branch-free formulas (symbolic sizes): same numbers as eager,
     both where the map is smaller than the kernel (eager enlarges) and where it is not (eager does nothing)."""
     import torch.nn.functional as F
-
     from zoo.models import overlock
     for n_in, n_out in ((13, 7), (7, 7), (9, 4), (5, 3), (30, 12)):
         x = torch.randn(2, 3, n_in, n_in + 2)

@@ -9,9 +9,9 @@ import timm
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
+from zoo.models.patnet import PATNet, checkpoint_filter_fn
 
 import zoo  # noqa: F401  (registers the models)
-from zoo.models.patnet import PATNet, checkpoint_filter_fn
 
 # parameter counts of the official code for each configuration (../shared/reference/patnet.md §4, measured by
 # running haiduo/PartialNet @ 679cfc0); the papers publish no table, accuracies only as a plot

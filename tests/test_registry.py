@@ -2,9 +2,9 @@
 import pytest
 import timm
 import timm.models.efficientvit_msra as timm_evit
+from zoo.models.efficientvit import EfficientVit
 
 import zoo
-from zoo.models.efficientvit import EfficientVit
 
 
 def test_zoo_prefix_for_every_model():

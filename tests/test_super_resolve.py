@@ -30,6 +30,7 @@ def test_tiled_equals_whole_for_a_local_model():
 
 def test_tiled_catanet_runs_and_matches_inside_tiles():
     import timm
+
     import zoo  # noqa: F401
     torch.manual_seed(0)
     model = timm.create_model('catanet_x2').eval()

@@ -39,6 +39,7 @@ def load_sr_model(name: str, checkpoint: Optional[str] = None, device: str = 'cp
         scale = _scale_of(name) if '_x' in name else 4
         return (lambda x: F.interpolate(x, scale_factor=scale, mode='bicubic', align_corners=False)), scale
     import timm
+
     import zoo  # noqa: F401  (registers the zoo models)
     kwargs = {}
     if checkpoint:

@@ -133,8 +133,9 @@ def _reduce_to_bias(ds: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
 if HAS_TRITON:
     # the kernels' module is named triton.py (the house layout); importing it binds the name
     # `triton` in this package to that submodule, so the library is imported as _triton
-    from . import triton as _tk
     import triton as _triton  # noqa: E402,I001
+
+    from . import triton as _tk
 
     @torch.library.custom_op('zoo::attention_fwd', mutates_args=())
     def _attention_fwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: Optional[torch.Tensor],

@@ -15,8 +15,7 @@ from typing import Optional, Tuple
 import torch
 
 from .._dispatch import HAS_TRITON, use_triton
-from .reference import (
-    check_neighborhood, neighbor_tables, neighborhood_av_reference, neighborhood_qk_reference)
+from .reference import check_neighborhood, neighbor_tables, neighborhood_av_reference, neighborhood_qk_reference
 
 __all__ = [
     'neighborhood_qk', 'neighborhood_av', 'neighborhood_rpb', 'neighborhood_qk_reference',
@@ -126,8 +125,9 @@ def _rpb_grad(dattn: torch.Tensor, rpb: torch.Tensor, kh, kw, dh, dw) -> torch.T
 if HAS_TRITON:
     # the kernels' module is named triton.py (the house layout); importing it binds the name
     # `triton` in this package to that submodule, so the library is imported as _triton
-    from . import triton as _tk
     import triton as _triton  # noqa: E402,I001
+
+    from . import triton as _tk
 
     @torch.library.custom_op('zoo::neighborhood_qk', mutates_args=())
     def _nqk(q: torch.Tensor, k: torch.Tensor, rpb: Optional[torch.Tensor], kh: int, kw: int, dh: int,

@@ -79,8 +79,9 @@ def _bwd_impl(dout, u, delta, A, B, bias, out, softplus):
 if HAS_TRITON:
     # the kernels' module is named triton.py (the house layout); importing it binds the name
     # `triton` in this package to that submodule, so the library is imported as _triton
-    from . import triton as _tk
     import triton as _triton  # noqa: E402,I001
+
+    from . import triton as _tk
 
     @torch.library.custom_op('zoo::selective_scan_states', mutates_args=())
     def _scan(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, delta_bias: torch.Tensor,

@@ -5,7 +5,6 @@ shapes; with a GPU the realistic shapes in fp32/fp16/bf16 run too.
 """
 import pytest
 import torch
-
 from zoo.ops import attention, attention_reference
 from zoo.ops._dispatch import HAS_TRITON, use_triton
 

@@ -9,11 +9,15 @@ import math
 
 import pytest
 import torch
-
 from zoo.ops._dispatch import HAS_TRITON
 from zoo.ops.neighborhood import (
-    neighbor_tables, neighborhood_av, neighborhood_av_reference, neighborhood_qk, neighborhood_qk_reference,
-    neighborhood_rpb)
+    neighbor_tables,
+    neighborhood_av,
+    neighborhood_av_reference,
+    neighborhood_qk,
+    neighborhood_qk_reference,
+    neighborhood_rpb,
+)
 
 HAS_CUDA = torch.cuda.is_available()
 needs_triton = pytest.mark.skipif(not HAS_TRITON, reason='triton is not installed')

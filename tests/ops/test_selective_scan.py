@@ -2,7 +2,6 @@
 against both (interpreter on CPU at tiny shapes; realistic shapes on CUDA)."""
 import pytest
 import torch
-
 from zoo.ops._dispatch import HAS_TRITON
 from zoo.ops.selective_scan import selective_scan_loop, selective_scan_states, selective_scan_states_reference
 
