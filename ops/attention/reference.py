@@ -50,6 +50,10 @@ def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
                          f'v {tuple(v.shape)} (need q [B,H,N,D], k [B,H,M,D], v [B,H,M,Dv])')
 
 
+# below this many attention scores (B * H * N * M) the written-out form launches faster than SDPA
+_SDPA_MIN_SCORES = 1 << 17
+
+
 def attention_reference(
         q: torch.Tensor,
         k: torch.Tensor,
@@ -59,17 +63,18 @@ def attention_reference(
 ) -> torch.Tensor:
     """Plain-PyTorch attention with a broadcast additive bias (see the module docstring).
 
-    Eager calls use ``F.scaled_dot_product_attention`` (on CPU its fused kernel is 1.5-4x faster than
-    the written-out form at window sizes of 49-784 tokens); exports and scripting run the written-out
-    matmul / softmax / matmul of :func:`attention_math`, which every exporter understands. Both compute
-    the same function; a test holds them together.
+    Eager calls with at least ``_SDPA_MIN_SCORES`` scores use ``F.scaled_dot_product_attention`` (on
+    CPU its fused kernel is 1.5-4x faster than the written-out form at window sizes of 49-784 tokens);
+    smaller ones, exports and scripting run the written-out matmul / softmax / matmul of
+    :func:`attention_math` (cheaper to launch for a few tiny windows, and what every exporter
+    understands). Both compute the same function; a test holds them together.
     """
     check_qkv(q, k, v)
     bias = normalize_bias(bias, q, k)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
-    if is_exporting():
-        return attention_math(q, k, v, bias, scale)
     B, H, N, D = q.shape
+    if is_exporting() or B * H * N * k.shape[2] < _SDPA_MIN_SCORES:
+        return attention_math(q, k, v, bias, scale)
     if bias is not None and bias.shape[0] > 1:
         # batch b meets bias[b % Bb]: view the batch as [B/Bb, Bb] and let the mask broadcast
         Bb = bias.shape[0]
