@@ -25,7 +25,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, LayerNorm2d, trunc_normal_
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
-from zoo.ops._dispatch import is_exporting
+from zoo.ops._dispatch import in_graph_capture as _in_graph_capture
 from zoo.ops.attention import attention
 from zoo.ops.neighborhood import neighborhood_av, neighborhood_qk
 from zoo.ops.selective_scan import selective_scan_states
@@ -35,10 +35,6 @@ from ._lmmm_layers import DWLayerScale, ProjectionHead, conv_stem
 
 __all__ = ['A2Mamba', 'MASS', 'A2SSM']
 
-
-def _in_graph_capture() -> bool:
-    """Exporting or compiling: sizes are symbolic, so a branch on them would bake the example's size into the graph."""
-    return is_exporting() or torch.compiler.is_compiling()
 
 
 def _ln(dim):

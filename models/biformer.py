@@ -25,17 +25,13 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import ClassifierHead, DropPath, Mlp, trunc_normal_
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint_seq
-from zoo.ops._dispatch import is_exporting
+from zoo.ops._dispatch import in_graph_capture as _in_graph_capture
 from zoo.ops.routing import routing_attention
 
 from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 
 __all__ = ['BiFormer']
 
-
-def _in_graph_capture() -> bool:
-    """Exporting or compiling: sizes are symbolic, so a branch on them would bake the example's size into the graph."""
-    return is_exporting() or torch.compiler.is_compiling()
 
 
 _MIN_SIDE = 32  # the stride-32 last stage needs at least one token

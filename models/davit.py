@@ -32,7 +32,7 @@ from timm.layers import (
 )
 from timm.models import checkpoint, checkpoint_seq
 from timm.models._features import feature_take_indices
-from zoo.ops._dispatch import is_exporting
+from zoo.ops._dispatch import in_graph_capture as _in_graph_capture
 from zoo.ops.attention import attention
 from zoo.ops.channel_attention import channel_attention
 
@@ -45,10 +45,6 @@ def _check_input(x: torch.Tensor, in_chans: int) -> None:
     if x.dim() != 4 or x.shape[1] != in_chans:
         raise ValueError(f'DaViT expects a [B, {in_chans}, H, W] image batch, got shape {tuple(x.shape)}')
 
-
-def _in_graph_capture() -> bool:
-    """Exporting, scripting or compiling: no size-dependent Python branches (they would become shape guards)."""
-    return is_exporting() or torch.compiler.is_compiling()
 
 
 def _num_tiles(size, multiple: int):

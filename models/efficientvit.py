@@ -36,7 +36,7 @@ from timm.layers import (
 from timm.models import checkpoint, checkpoint_seq
 from timm.models._features import feature_take_indices
 from zoo.ops import attention
-from zoo.ops._dispatch import is_exporting
+from zoo.ops._dispatch import in_graph_capture as _in_graph_capture
 
 from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 
@@ -44,10 +44,6 @@ __all__ = ['EfficientVit']
 
 MIN_INPUT_SIZE = 16  # one 16x16 patch
 
-
-def _in_graph_capture() -> bool:
-    """Exporting, scripting or compiling: compute folds in the graph, keep no Python-side caches."""
-    return is_exporting() or torch.compiler.is_compiling()
 
 
 class _FoldedBN(nn.Module):

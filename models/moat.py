@@ -42,17 +42,13 @@ from timm.layers import (
 )
 from timm.models import checkpoint_seq
 from timm.models._features import feature_take_indices
-from zoo.ops._dispatch import is_exporting
+from zoo.ops._dispatch import in_graph_capture as _in_graph_capture
 from zoo.ops.attention import attention
 
 from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 
 __all__ = ['Moat', 'checkpoint_filter_fn']
 
-
-def _in_graph_capture() -> bool:
-    """Exporting or compiling: sizes are symbolic, so a branch on them would bake the example's size into the graph."""
-    return is_exporting() or torch.compiler.is_compiling()
 
 
 BN_EPS = 1e-3  # Keras BatchNormalization default (PyTorch's is 1e-5)

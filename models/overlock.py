@@ -31,7 +31,7 @@ from timm.layers import DropPath, LayerNorm2d, trunc_normal_
 from timm.layers.grn import GlobalResponseNorm
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
-from zoo.ops._dispatch import is_exporting
+from zoo.ops._dispatch import in_graph_capture as _in_graph_capture
 from zoo.ops.neighborhood import neighborhood_av, neighborhood_rpb
 
 from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
@@ -200,10 +200,6 @@ class RepConvBlock(nn.Module):
             return self.ls(x) + self.drop_path(self.proj(x))
         return x + self.drop_path(self.ls(self.proj(x)))
 
-
-def _in_graph_capture() -> bool:
-    """Exporting or compiling: sizes are symbolic, so a branch on them would bake the example's size into the graph."""
-    return is_exporting() or torch.compiler.is_compiling()
 
 
 def _enlarged_size(H, W, K: int):

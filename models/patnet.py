@@ -34,16 +34,12 @@ from timm.layers import DropPath, LayerNorm2d, SelectAdaptivePool2d, get_act_lay
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from zoo.ops import attention
-from zoo.ops._dispatch import is_exporting
+from zoo.ops._dispatch import in_graph_capture as _in_graph_capture
 
 from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 
 __all__ = ['PATNet']
 
-
-def _in_graph_capture() -> bool:
-    """Exporting, scripting or compiling: build size-dependent tables in the graph, keep no Python-side caches."""
-    return is_exporting() or torch.compiler.is_compiling()
 
 
 def _use_out_buffers(x: torch.Tensor) -> bool:

@@ -34,7 +34,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, Mlp, to_2tuple, to_ntuple, trunc_normal_
 from timm.models import checkpoint
 from timm.models._features import feature_take_indices
-from zoo.ops._dispatch import is_exporting
+from zoo.ops._dispatch import in_graph_capture as _in_graph_capture
 from zoo.ops.attention import attention
 from zoo.ops.outlook import outlook_attention
 
@@ -42,10 +42,6 @@ from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 
 __all__ = ['VOLO']
 
-
-def _in_graph_capture() -> bool:
-    """Exporting or compiling: sizes are symbolic, so a branch on them would bake the example's size into the graph."""
-    return is_exporting() or torch.compiler.is_compiling()
 
 
 class OutlookAttention(nn.Module):

@@ -12,7 +12,7 @@ import os
 
 import torch
 
-__all__ = ['HAS_TRITON', 'ops_mode', 'use_triton', 'is_exporting']
+__all__ = ['HAS_TRITON', 'ops_mode', 'use_triton', 'is_exporting', 'in_graph_capture']
 
 HAS_TRITON = importlib.util.find_spec('triton') is not None
 _MODES = ('auto', 'reference', 'triton')
@@ -33,6 +33,16 @@ def is_exporting() -> bool:
         return True
     compiler = getattr(torch, 'compiler', None)
     return bool(compiler is not None and hasattr(compiler, 'is_exporting') and compiler.is_exporting())
+
+
+def in_graph_capture() -> bool:
+    """Exporting, scripting, tracing or compiling: sizes may be symbolic and Python-side state is not seen.
+
+    Model code checks this before a size-dependent Python branch (which would bake the example's size
+    into an exported graph without a guard) or a Python-side cache (shape-keyed tables, folded weights):
+    under capture it computes in the graph instead.
+    """
+    return is_exporting() or torch.compiler.is_compiling()
 
 
 def use_triton(*tensors: torch.Tensor) -> bool:

@@ -20,15 +20,12 @@ from typing import Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .._dispatch import is_exporting
+from .._dispatch import in_graph_capture as _in_graph_capture
 
 __all__ = ['selective_scan_states_reference', 'selective_scan_loop', 'scan_inputs']
 
 CHUNK = 16  # O(L*T) exps per channel inside chunks plus (L/T)^2 across them: 16 is the CPU sweet spot at L = 3136
 
-
-def _in_graph_capture() -> bool:
-    return is_exporting() or torch.compiler.is_compiling()
 
 
 def scan_inputs(u, delta, A, B, delta_bias=None, delta_softplus=True) -> Tuple[torch.Tensor, torch.Tensor]:
