@@ -1,6 +1,6 @@
 """Let mmengine load its own checkpoints under torch's safe ``weights_only=True`` default.
 
-mmengine 0.10.7 calls ``torch.load(file)`` without ``weights_only``; since torch 2.6 that means
+mmengine 0.10.7 loads checkpoints with torch's loader without passing ``weights_only``; since torch 2.6 that means
 ``weights_only=True``, which refuses the non-tensor objects mmengine itself writes into every
 checkpoint (the message hub's ``HistoryBuffer`` logs, holding numpy arrays and scalars), so
 ``--resume`` and testing a saved checkpoint fail. Rather than switching safe loading off, the
@@ -13,7 +13,7 @@ checkpoint reach arbitrary attributes, i.e. run code. That table is class state 
 and by whatever code registers custom statistics), not data, and mmengine's ``__setstate__`` already
 accepts a state without it. So while ``zoo.mm`` is imported, ``HistoryBuffer`` pickles just its data.
 Checkpoints written by mmengine *without* zoo.mm still hold the ``getattr`` entries; loading those
-needs ``torch.load(..., weights_only=False)`` on a file you trust -- zoo never does that for you.
+needs unsafe (pickle-executing) loading of a file you trust -- zoo never does that for you.
 """
 import torch
 
