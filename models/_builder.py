@@ -23,7 +23,7 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 
 __all__ = [
     'ZOO_PREFIX', 'register_zoo_model', 'zoo_default_cfgs', 'build_zoo_model', 'zoo_model_names',
-    'to_zoo_name', 'is_zoo_model',
+    'to_zoo_name', 'is_zoo_model', 'check_image_input',
 ]
 
 ZOO_PREFIX = 'zoo_'
@@ -70,6 +70,15 @@ def register_zoo_model(fn: Callable) -> Callable:
         register_model(entrypoint)
     _ZOO_MODELS[name] = ZOO_PREFIX + name
     return fn
+
+
+def check_image_input(x, in_chans: int, family: str, min_size: int = 1, why: str = '') -> None:
+    """The input check every family runs first: a clear ``ValueError`` instead of a crash deep inside."""
+    if x.dim() != 4 or x.shape[1] != in_chans:
+        raise ValueError(f'{family} expects input [B, {in_chans}, H, W], got {tuple(x.shape)}')
+    if min(x.shape[-2:]) < min_size:
+        raise ValueError(f'{family} input {tuple(x.shape[-2:])} is too small: needs H, W >= {min_size}, it is '
+                         f'smaller than the minimum {min_size}x{min_size}' + (f' ({why})' if why else ''))
 
 
 def build_zoo_model(model_cls, variant: str, pretrained: bool = False, **kwargs):

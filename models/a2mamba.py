@@ -30,7 +30,7 @@ from zoo.ops.attention import attention
 from zoo.ops.neighborhood import neighborhood_av, neighborhood_qk
 from zoo.ops.selective_scan import selective_scan_states
 
-from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
+from ._builder import build_zoo_model, check_image_input, register_zoo_model, zoo_default_cfgs
 from ._lmmm_layers import DWLayerScale, ProjectionHead, conv_stem
 
 __all__ = ['A2Mamba', 'MASS', 'A2SSM']
@@ -337,8 +337,7 @@ class A2Mamba(nn.Module):
         self.head.reset(num_classes, global_pool)
 
     def _check_input(self, x):
-        if x.ndim != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f'A2Mamba expects [B, {self.in_chans}, H, W] input, got {tuple(x.shape)}')
+        check_image_input(x, self.in_chans, 'A2Mamba')
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)

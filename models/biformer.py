@@ -28,7 +28,7 @@ from timm.models._manipulate import checkpoint_seq
 from zoo.ops._dispatch import in_graph_capture as _in_graph_capture
 from zoo.ops.routing import routing_attention
 
-from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
+from ._builder import build_zoo_model, check_image_input, register_zoo_model, zoo_default_cfgs
 
 __all__ = ['BiFormer']
 
@@ -268,10 +268,7 @@ class BiFormer(nn.Module):
         self.head.reset(num_classes, pool_type=global_pool)
 
     def _check_input(self, x: torch.Tensor):
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f'BiFormer expects input [B, {self.in_chans}, H, W], got {tuple(x.shape)}')
-        if min(x.shape[-2:]) < _MIN_SIDE:
-            raise ValueError(f'BiFormer needs H, W >= {_MIN_SIDE} (stride-32 last stage), got {tuple(x.shape[-2:])}')
+        check_image_input(x, self.in_chans, 'BiFormer', _MIN_SIDE, 'the stride-32 last stage needs a token')
 
     def forward_intermediates(
             self,

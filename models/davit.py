@@ -36,14 +36,13 @@ from zoo.ops._dispatch import in_graph_capture as _in_graph_capture
 from zoo.ops.attention import attention
 from zoo.ops.channel_attention import channel_attention
 
-from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
+from ._builder import build_zoo_model, check_image_input, register_zoo_model, zoo_default_cfgs
 
 __all__ = ['DaVit']
 
 
 def _check_input(x: torch.Tensor, in_chans: int) -> None:
-    if x.dim() != 4 or x.shape[1] != in_chans:
-        raise ValueError(f'DaViT expects a [B, {in_chans}, H, W] image batch, got shape {tuple(x.shape)}')
+    check_image_input(x, in_chans, 'DaViT')
 
 
 

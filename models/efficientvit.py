@@ -38,7 +38,7 @@ from timm.models._features import feature_take_indices
 from zoo.ops import attention
 from zoo.ops._dispatch import in_graph_capture as _in_graph_capture
 
-from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
+from ._builder import build_zoo_model, check_image_input, register_zoo_model, zoo_default_cfgs
 
 __all__ = ['EfficientVit']
 
@@ -416,11 +416,7 @@ class EfficientVit(nn.Module):
         self.head = NormLinear(self.num_features, num_classes, self.drop_rate) if num_classes > 0 else nn.Identity()
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f'expected input [B, {self.in_chans}, H, W], got {tuple(x.shape)}')
-        if x.shape[-2] < MIN_INPUT_SIZE or x.shape[-1] < MIN_INPUT_SIZE:
-            raise ValueError(f'input {tuple(x.shape[-2:])} is smaller than the minimum {MIN_INPUT_SIZE}x'
-                             f'{MIN_INPUT_SIZE} (one 16-pixel patch)')
+        check_image_input(x, self.in_chans, 'EfficientViT', MIN_INPUT_SIZE, 'one 16-pixel patch')
 
     def forward_intermediates(
             self,

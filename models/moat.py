@@ -45,7 +45,7 @@ from timm.models._features import feature_take_indices
 from zoo.ops._dispatch import in_graph_capture as _in_graph_capture
 from zoo.ops.attention import attention
 
-from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
+from ._builder import build_zoo_model, check_image_input, register_zoo_model, zoo_default_cfgs
 
 __all__ = ['Moat', 'checkpoint_filter_fn']
 
@@ -361,11 +361,7 @@ def _window_per_stage(window_size: WindowArg, num_stages: int) -> List[Optional[
 
 @register_notrace_function  # shape checks are control flow: keep them out of FX graphs (they run as a call node)
 def check_input(x: torch.Tensor, in_chans: int):
-    if x.dim() != 4 or x.shape[1] != in_chans:
-        raise ValueError(f'MOAT expects input [B, {in_chans}, H, W], got {tuple(x.shape)}')
-    if min(x.shape[-2:]) < MIN_INPUT_SIZE:
-        raise ValueError(f'MOAT input {tuple(x.shape[-2:])} is too small: height and width must be at least '
-                         f'{MIN_INPUT_SIZE} (the stride-32 map must hold a pixel)')
+    check_image_input(x, in_chans, 'MOAT', MIN_INPUT_SIZE, 'the stride-32 map must hold a pixel')
 
 
 def _init_weights(module: nn.Module):

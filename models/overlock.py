@@ -34,7 +34,7 @@ from torch.utils.checkpoint import checkpoint
 from zoo.ops._dispatch import in_graph_capture as _in_graph_capture
 from zoo.ops.neighborhood import neighborhood_av, neighborhood_rpb
 
-from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
+from ._builder import build_zoo_model, check_image_input, register_zoo_model, zoo_default_cfgs
 from ._lmmm_layers import DWLayerScale, ProjectionHead, conv_stem
 
 __all__ = ['OverLoCK', 'ContMix', 'DynamicConvBlock', 'RepConvBlock', 'DilatedReparamBlock']
@@ -488,8 +488,7 @@ class OverLoCK(nn.Module):
         return blk(*args)
 
     def _check_input(self, x: torch.Tensor):
-        if x.ndim != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f'OverLoCK expects [B, {self.in_chans}, H, W] input, got {tuple(x.shape)}')
+        check_image_input(x, self.in_chans, 'OverLoCK')
 
     def _stages(self, x: torch.Tensor, last: int = 3):
         """Yield (index, feature map) for the four feature levels, stopping after ``last``."""
