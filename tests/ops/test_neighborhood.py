@@ -5,6 +5,7 @@
   reference uses;
 * the Triton kernels against the reference, forward and every gradient (interpreter on CPU, tiny maps).
 """
+import importlib
 import math
 
 import pytest
@@ -76,8 +77,19 @@ ORACLE_CASES = [
 ]
 
 
+# the reference's two formulations: the per-tap loop (large eager maps) and the one-gather form (export, small maps)
+FORMULATIONS = {'tap_loop': 0, 'one_gather': 1 << 40}
+
+
+@pytest.fixture(params=sorted(FORMULATIONS))
+def formulation(request, monkeypatch):
+    monkeypatch.setattr(importlib.import_module('zoo.ops.neighborhood.reference'), 'GATHER_MAX_ELEMENTS',
+                        FORMULATIONS[request.param])
+    return request.param
+
+
 @pytest.mark.parametrize('H,W,ks,dil', ORACLE_CASES)
-def test_reference_matches_natten_case_form(H, W, ks, dil):
+def test_reference_matches_natten_case_form(H, W, ks, dil, formulation):
     g = torch.Generator().manual_seed(H * 100 + W)
     kh, kw = (ks, ks) if isinstance(ks, int) else ks
     nh, D = 2, 3
@@ -106,6 +118,26 @@ def test_tables_exhaustive_against_case_form():
                 assert bool((nbr % d == torch.arange(L)[:, None] % d).all())
 
 
+def test_graph_capture_takes_one_gather(monkeypatch):
+    """Under export the op is the same few graph nodes whatever the kernel size (no per-tap loop)."""
+    monkeypatch.setattr(importlib.import_module('zoo.ops.neighborhood.reference'), 'GATHER_MAX_ELEMENTS', 0)
+
+    class Op(torch.nn.Module):
+        def __init__(self, kernel):
+            super().__init__()
+            self.kernel = kernel
+
+        def forward(self, q, k):
+            attn = neighborhood_qk(q, k, self.kernel, 1).softmax(-1)
+            return neighborhood_av(attn, k, self.kernel, 1)
+
+    q = torch.randn(1, 2, 14, 15, 4)
+    programs = {kernel: torch.export.export(Op(kernel), (q, q)) for kernel in (3, 13)}
+    assert len(programs[3].graph.nodes) == len(programs[13].graph.nodes)
+    for kernel, program in programs.items():
+        torch.testing.assert_close(program.module()(q, q), Op(kernel)(q, q))
+
+
 @pytest.mark.parametrize('bad', [dict(H=6, ks=7, dil=1), dict(H=13, ks=7, dil=2), dict(H=9, ks=4, dil=1),
                                  dict(H=9, ks=3, dil=0)])
 def test_invalid_arguments_raise(bad):
@@ -114,7 +146,7 @@ def test_invalid_arguments_raise(bad):
         neighborhood_qk(x, x, bad['ks'], bad['dil'])
 
 
-def test_reference_gradients_fp64():
+def test_reference_gradients_fp64(formulation):
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(1, 1, 6, 6, 2, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(3))
     rpb = torch.randn(1, 5, 5, generator=g, dtype=torch.float64, requires_grad=True)
