@@ -1,10 +1,11 @@
 """ONNX export (zoo/export_onnx.py): export, onnx.checker, ONNX Runtime parity with PyTorch, dynamic batch.
 
-The dynamo exporter costs 20-60 s of CPU per zoo model here, so the per-family exports (the smallest
-variant of every registered family, parametrised over ``smallest_per_family()`` so later families are
-covered automatically) are ``slow``, and so are the other variants. The default run keeps the tool's
-mechanics: a tiny module through the default (dynamo) exporter with a zoo op inside, the features
-export, fp16, the CLI with a checkpoint, the refusals and the error messages.
+Every registered family's smallest variant (``smallest_per_family()``, so later families are covered
+automatically) is exported at a small size and checked in the default run: onnx.checker, ORT vs PyTorch
+<= 1e-4 at batch 1 and 3 (the batch axis is dynamic). The dynamo exporter costs 10-90 s of CPU per model
+here, so the other variants and each family's features / dynamic-size / fp16 exports are ``slow``. The
+default run also keeps the tool's mechanics: a tiny module through the dynamo exporter with a zoo op
+inside, fold, the CLI with a checkpoint, --features, --fp16, --model-kwargs, the refusals and the errors.
 
 Models are exported with randomised weights (norm gammas, zero-initialised layers and BN statistics
 perturbed) so the outputs are O(1) and the 1e-4 bound on the max abs difference means something.
@@ -181,10 +182,22 @@ def test_cli_checkpoint_features_fp16(tmp_path, capsys):
 
 
 def test_fixed_size_model_refuses_dynamic_size(tmp_path, capsys):
-    rc = main(['test_vit', '--dynamic-size', '--output', str(tmp_path / 'vit.onnx')])
+    rc = main(['volo_d1_224', '--dynamic-size', '--output', str(tmp_path / 'volo.onnx')])
     err = capsys.readouterr().err
-    assert rc == 1 and 'fixed input size' in err, err
-    assert not os.path.exists(tmp_path / 'vit.onnx')
+    assert rc == 1 and 'fixed input size' in err and '--model-kwargs dynamic_img_size=True' in err, err
+    assert not os.path.exists(tmp_path / 'volo.onnx')
+
+
+def test_cli_model_kwargs_make_volo_dynamic(tmp_path, capsys):
+    """--model-kwargs reaches the constructor: VOLO built with dynamic_img_size exports with dynamic H/W and
+    matches PyTorch at a second size."""
+    out = tmp_path / 'volo.onnx'
+    rc = main(['volo_d1_224', '--model-kwargs', 'dynamic_img_size=True', '--dynamic-size', '--img-size', '64',
+               '--runs', '0', '--output', str(out)])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    assert 'dynamic batch/height/width' in printed and os.path.isfile(out)
+    assert '(3, 96, 128)' in printed.replace('(B, H, W) = ', ''), printed
 
 
 def test_bad_inputs(tmp_path, capsys):
@@ -197,7 +210,7 @@ def test_bad_inputs(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------------------------
-# slow: every family (smallest variant), then every other variant
+# every family: the smallest variant in the default run; its other exports and every other variant slow
 
 
 def _check_family_export(exported, name, **opts):
@@ -216,7 +229,6 @@ def _check_family_export(exported, name, **opts):
 DISCRETE_ROUTING = {'zoo_catanet_x2'}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize('name', SMALLEST)
 def test_family_export(exported, name):
     if name in DISCRETE_ROUTING:
@@ -224,7 +236,6 @@ def test_family_export(exported, name):
     _check_family_export(exported, name)
 
 
-@pytest.mark.slow
 def test_discrete_routing_export_parity(tmp_path):
     """CATANet: ORT must reproduce every token->centre assignment except at near ties, and every image whose
     assignments all agree must match PyTorch to 1e-4."""

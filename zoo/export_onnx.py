@@ -3,6 +3,7 @@
     zoo export efficientvit_m0 --img-size 224 224 --output m0.onnx
     python tools/export_onnx.py davit_tiny --checkpoint davit_tiny.safetensors --dynamic-size
     zoo export volo_d1_224 --features --output volo_features.onnx
+    zoo export volo_d1_224 --model-kwargs dynamic_img_size=True --dynamic-size
 
 The model is built with the pure-PyTorch reference ops (``ZOO_OPS=reference``; the dispatch in
 ``zoo.ops._dispatch`` also picks them whenever an exporter traces) and exported in eval mode with
@@ -30,6 +31,7 @@ file is never replaced by a half-written or failing one. A file that fails the c
 import argparse
 import contextlib
 import copy
+import inspect
 import os
 import re
 import shutil
@@ -40,10 +42,11 @@ import time
 import traceback
 import warnings
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from timm.utils import ParseKwargs
 
 __all__ = ['ExportError', 'CheckResult', 'build_model', 'export_model', 'check_onnx', 'export', 'main']
 
@@ -107,10 +110,12 @@ def build_model(
         features: bool = False,
         out_indices: Optional[Sequence[int]] = None,
         num_classes: Optional[int] = None,
+        model_kwargs: Optional[Dict[str, Any]] = None,
 ) -> nn.Module:
-    """The model in eval mode with reference ops; ``checkpoint`` loads through its ``checkpoint_filter_fn``."""
+    """The model in eval mode with reference ops; ``checkpoint`` loads through its ``checkpoint_filter_fn``;
+    ``model_kwargs`` go to the model's constructor (e.g. VOLO's ``dynamic_img_size=True``)."""
     import timm
-    kwargs = dict(exportable=True)
+    kwargs = dict(model_kwargs or {}, exportable=True)
     if checkpoint is not None:
         if not os.path.isfile(checkpoint):
             raise FileNotFoundError(f'--checkpoint {checkpoint!r}: no such file')
@@ -446,14 +451,18 @@ def export(
         runs: int = 10,
         log=print,
         model: Optional[nn.Module] = None,
+        model_kwargs: Optional[Dict[str, Any]] = None,
 ) -> CheckResult:
     """Build ``name`` (or take the built ``model``), export it to ``output`` and check it. Raises ExportError."""
     if model is None:
-        model = build_model(name, checkpoint=checkpoint, features=features, out_indices=out_indices)
+        model = build_model(name, checkpoint=checkpoint, features=features, out_indices=out_indices,
+                            model_kwargs=model_kwargs)
     cfg = getattr(model, 'pretrained_cfg', None) or {}
-    if dynamic_size and cfg.get('fixed_input_size', False):
+    if dynamic_size and cfg.get('fixed_input_size', False) and not getattr(model, 'dynamic_img_size', False):
+        hint = (' (build it with --model-kwargs dynamic_img_size=True)' if 'dynamic_img_size' in
+                inspect.signature(type(model).__init__).parameters else '')
         raise ExportError(f'{name}: --dynamic-size is not possible, the model has a fixed input size '
-                          f'{tuple(cfg["input_size"][1:])} (pretrained_cfg fixed_input_size=True)')
+                          f'{tuple(cfg["input_size"][1:])} (pretrained_cfg fixed_input_size=True){hint}')
     img_size = tuple(img_size) if img_size else default_input_size(model)
     in_chans = cfg.get('input_size', (3,))[0]
     names = output_names(model, features)
@@ -514,6 +523,8 @@ def parse_args(argv=None):
     p.add_argument('--fp16', action='store_true', help='export in half precision')
     p.add_argument('--features', action='store_true', help='export the features_only model (one output per level)')
     p.add_argument('--out-indices', nargs='+', type=int, help='feature levels with --features')
+    p.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs, metavar='KEY=VALUE',
+                   help='constructor arguments, e.g. dynamic_img_size=True (VOLO: any input size)')
     p.add_argument('--exporter', choices=EXPORTERS, default='dynamo')
     p.add_argument('--output', '-o', metavar='FILE', help='default: MODEL[_features][_fp16].onnx')
     p.add_argument('--no-check', action='store_true', help='skip the onnx checker / ONNX Runtime comparison')
@@ -547,7 +558,7 @@ def main(argv=None) -> int:
             args.model, args.output, checkpoint=args.checkpoint, img_size=args.img_size, batch=args.batch,
             opset=args.opset, dynamic_size=args.dynamic_size, fp16=args.fp16, features=args.features,
             out_indices=args.out_indices, exporter=args.exporter, check=not args.no_check, atol=args.atol,
-            runs=args.runs)
+            runs=args.runs, model_kwargs=args.model_kwargs)
     except Exception as e:  # noqa: BLE001  (one readable line; --verbose for the trace)
         if args.verbose:
             traceback.print_exc()

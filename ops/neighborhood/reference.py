@@ -65,28 +65,30 @@ def check_neighborhood(H: int, W: int, kernel_size: IntPair,
 def neighbor_tables(L: int, k: int, d: int, device=None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Integer tables [L, k]: the neighbour index and the relative-position-bias index of every tap."""
     i = torch.arange(L, device=device)
+    t = torch.arange(k, device=device)
+    if isinstance(d, int) and d == 1:
+        # one residue class: fewer ops, which matters in exported graphs (a table per call and axis)
+        start = torch.clamp(i - k // 2, min=0).clamp(max=L - k)
+        return start[:, None] + t, (start - i + (k - 1))[:, None] + t
     rho, p = i % d, torch.div(i, d, rounding_mode='floor')
     class_len = torch.div(L - rho + d - 1, d, rounding_mode='floor')
     start = torch.minimum(torch.clamp(p - k // 2, min=0), class_len - k)
-    t = torch.arange(k, device=device)
     nbr = (start[:, None] + t[None, :]) * d + rho[:, None]
     bias = start[:, None] + t[None, :] - p[:, None] + (k - 1)
     return nbr, bias
 
 
-def flat_neighbor_index(H: int, W: int, kernel: Tuple[int, int], dilation: Tuple[int, int],
-                        device=None) -> torch.Tensor:
-    """[H*W*kh*kw] indices into the flattened H*W map: pixel-major, then taps row-major."""
-    ny, _ = neighbor_tables(H, kernel[0], dilation[0], device)
-    nx, _ = neighbor_tables(W, kernel[1], dilation[1], device)
-    return (ny[:, None, :, None] * W + nx[None, :, None, :]).reshape(-1)
+def flat_neighbor_index(ny: torch.Tensor, nx: torch.Tensor) -> torch.Tensor:
+    """Per-axis neighbour tables [H, kh], [W, kw] -> [H*W*kh*kw] indices into the flattened H*W map
+    (pixel-major, then taps row-major)."""
+    return (ny[:, None, :, None] * nx.shape[0] + nx[None, :, None, :]).reshape(-1)
 
 
-def _gathered(x: torch.Tensor, kernel: Tuple[int, int], dilation: Tuple[int, int]) -> torch.Tensor:
+def _gathered(x: torch.Tensor, ny: torch.Tensor, nx: torch.Tensor) -> torch.Tensor:
     """Every pixel's neighbours of x [B, h, H, W, D] as one tensor [B, h, H, W, kh*kw, D]."""
     H, W = x.shape[2], x.shape[3]
-    index = flat_neighbor_index(H, W, kernel, dilation, x.device)
-    return x.flatten(2, 3).index_select(2, index).unflatten(2, (H, W, kernel[0] * kernel[1]))
+    index = flat_neighbor_index(ny, nx)
+    return x.flatten(2, 3).index_select(2, index).unflatten(2, (H, W, ny.shape[1] * nx.shape[1]))
 
 
 def _use_gather(x: torch.Tensor, kernel: Tuple[int, int]) -> bool:
@@ -102,11 +104,11 @@ def neighborhood_qk_reference(
 ) -> torch.Tensor:
     B, nh, H, W, D = q.shape
     (kh, kw), (dh, dw) = check_neighborhood(H, W, kernel_size, dilation)
+    ny, by = neighbor_tables(H, kh, dh, q.device)
+    nx, bx = neighbor_tables(W, kw, dw, q.device)
     if _use_gather(k, (kh, kw)):
-        attn = (q.unsqueeze(-2) @ _gathered(k, (kh, kw), (dh, dw)).transpose(-1, -2)).squeeze(-2)
+        attn = (q.unsqueeze(-2) @ _gathered(k, ny, nx).transpose(-1, -2)).squeeze(-2)
     else:
-        ny, _ = neighbor_tables(H, kh, dh, q.device)
-        nx, _ = neighbor_tables(W, kw, dw, q.device)
         taps = []
         for a in range(kh):
             k_row = k.index_select(2, ny[:, a])  # row a of every pixel's window: [B, h, H, W, D]
@@ -116,8 +118,6 @@ def neighborhood_qk_reference(
     if rpb is not None:
         if rpb.shape != (nh, 2 * kh - 1, 2 * kw - 1):
             raise ValueError(f'rpb shape {tuple(rpb.shape)} != {(nh, 2 * kh - 1, 2 * kw - 1)}')
-        _, by = neighbor_tables(H, kh, dh, q.device)
-        _, bx = neighbor_tables(W, kw, dw, q.device)
         bias = rpb[:, by[:, None, :, None], bx[None, :, None, :]]  # [h, H, W, kh, kw]
         attn = attn + bias.reshape(nh, H, W, kh * kw).to(attn.dtype)
     return attn
@@ -133,10 +133,10 @@ def neighborhood_av_reference(
     (kh, kw), (dh, dw) = check_neighborhood(H, W, kernel_size, dilation)
     if attn.shape != (B, nh, H, W, kh * kw):
         raise ValueError(f'attn shape {tuple(attn.shape)} != {(B, nh, H, W, kh * kw)}')
-    if _use_gather(v, (kh, kw)):
-        return (attn.unsqueeze(-2) @ _gathered(v, (kh, kw), (dh, dw))).squeeze(-2)
     ny, _ = neighbor_tables(H, kh, dh, v.device)
     nx, _ = neighbor_tables(W, kw, dw, v.device)
+    if _use_gather(v, (kh, kw)):
+        return (attn.unsqueeze(-2) @ _gathered(v, ny, nx)).squeeze(-2)
     out = torch.zeros_like(v)
     for a in range(kh):
         v_row = v.index_select(2, ny[:, a])  # row a of every pixel's window: [B, h, H, W, D]
