@@ -9,7 +9,10 @@ backward, AdamW step) images/s, plus peak memory, for the zoo model and for its 
 * ``--compare timm``: timm's own model of the same plain name (same weights, so the same
   numbers; falls back to ``reference`` where timm has no such model);
 * ``--compare reference``: the same zoo model with ``ZOO_OPS=reference`` (the pure-PyTorch ops);
-* ``--compare none``: the zoo model alone.
+* ``--compare none``: the zoo model alone;
+* ``--compare onnx``: the deployment view (CPU, inference, fp32): the zoo model exported to ONNX
+  (``zoo.export_onnx``; files cached in ``--output``/onnx) and run in ONNX Runtime, against the same
+  model in PyTorch eager; the "zoo" columns are ONNX Runtime, the ratio is ORT speed / eager speed.
 
 Timing: warm-up, then ``--runs`` timed repetitions alternating zoo / counterpart (so a noisy
 machine slows both alike), median reported, ratio = zoo throughput / counterpart throughput.
@@ -59,7 +62,7 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--models', nargs='+', default=['efficientvit_m*'],
                    help='zoo model names or patterns (plain or zoo_ names)')
-    p.add_argument('--compare', choices=['timm', 'reference', 'none'], default='timm')
+    p.add_argument('--compare', choices=['timm', 'reference', 'onnx', 'none'], default='timm')
     p.add_argument('--batch-sizes', nargs='+', type=int, default=[1, 32])
     p.add_argument('--img-size', type=int, default=224)
     p.add_argument('--dtype', choices=sorted(DTYPES), default='fp32', help='autocast dtype (fp32 = no autocast)')
@@ -80,6 +83,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.device.startswith('cuda') and not torch.cuda.is_available():
         p.error('--device cuda: no CUDA device is available')
+    if args.compare == 'onnx' and (args.device != 'cpu' or args.mode != 'infer' or args.dtype != 'fp32'
+                                   or args.compile or args.channels_last):
+        p.error('--compare onnx measures CPU fp32 inference (ONNX Runtime CPU vs PyTorch eager): use it with '
+                '--device cpu --mode infer --dtype fp32, without --compile / --channels-last')
     if min(args.batch_sizes) < 1 or args.img_size < 16 or args.runs < 1:
         p.error('batch sizes must be >= 1, --img-size >= 16 and --runs >= 1')
     return args
@@ -104,6 +111,8 @@ def _counterpart(name: str, compare: str) -> str:
     import timm
     if compare == 'none':
         return ''
+    if compare == 'onnx':
+        return 'eager'
     plain = name.removeprefix('zoo_')
     if compare == 'timm':
         fn = timm.models.model_entrypoint(plain) if timm.is_model(plain) else None
@@ -230,16 +239,35 @@ def _memprobe(args) -> int:
 
 # ----------------------------------------------------------------------------------------------
 
+def _onnx_step(name: str, batch: int, args) -> Callable[[], None]:
+    """ONNX Runtime on the zoo model's export (made once per model and size, dynamic batch, then reused)."""
+    from zoo.export_onnx import build_model, export_model, ort_session
+    path = os.path.join(args.output, 'onnx', f'{name}_{args.img_size}.onnx')
+    if not os.path.isfile(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + '.partial.onnx'
+        export_model(build_model(name), tmp, (args.img_size, args.img_size))
+        os.replace(tmp, path)
+    session = ort_session(path)
+    feed = {session.get_inputs()[0].name: torch.randn(batch, 3, args.img_size, args.img_size).numpy()}
+    return lambda: session.run(None, feed)
+
+
 def bench_pair(name: str, which: str, mode: str, batch: int, args) -> Result:
     """Time the zoo model and its counterpart, interleaved; measure their peak memory."""
-    contenders = [('zoo', '', None)]
-    if which:
-        contenders.append(('ref', which, 'reference' if which == 'reference' else None))
     steps = {}
-    for tag, who, ops in contenders:
-        with _ops_mode(ops):
-            model = _build(who, name, args)
-            steps[tag] = (_step_fn(model, _input(model, batch, args), mode, args), ops)
+    if which == 'eager':  # --compare onnx: ONNX Runtime in the zoo columns, the eager model as the counterpart
+        steps['zoo'] = (_onnx_step(name, batch, args), None)
+        model = _build('', name, args)
+        steps['ref'] = (_step_fn(model, _input(model, batch, args), mode, args), None)
+    else:
+        contenders = [('zoo', '', None)]
+        if which:
+            contenders.append(('ref', which, 'reference' if which == 'reference' else None))
+        for tag, who, ops in contenders:
+            with _ops_mode(ops):
+                model = _build(who, name, args)
+                steps[tag] = (_step_fn(model, _input(model, batch, args), mode, args), ops)
     times = {tag: [] for tag in steps}
     for _ in range(args.warmup):
         for tag, (step, ops) in steps.items():
@@ -254,7 +282,7 @@ def bench_pair(name: str, which: str, mode: str, batch: int, args) -> Result:
         if args.device.startswith('cuda'):
             with _ops_mode(ops):
                 mem[tag] = _cuda_peak_mb(step, args.device)
-        elif not args.no_cpu_memory:
+        elif not args.no_cpu_memory and which != 'eager':
             mem[tag] = _cpu_peak_mb(which if tag == 'ref' else '', name, mode, batch, args)
     med = {tag: statistics.median(t) for tag, t in times.items()}
     res = Result(

@@ -48,7 +48,7 @@ import torch
 import torch.nn as nn
 from timm.utils import ParseKwargs
 
-__all__ = ['ExportError', 'CheckResult', 'build_model', 'export_model', 'check_onnx', 'export', 'main']
+__all__ = ['ExportError', 'CheckResult', 'build_model', 'export_model', 'check_onnx', 'ort_session', 'export', 'main']
 
 EXPORTERS = ('dynamo', 'torchscript')
 DEFAULT_OPSET = 19
@@ -353,6 +353,17 @@ def _median_ms(fn, runs: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
+def ort_session(path: str):
+    """A CPU ONNX Runtime session with all graph optimisations and torch's intra-op thread count (so latency
+    comparisons with PyTorch eager use the same cores)."""
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(path, opts, providers=['CPUExecutionProvider'])
+
+
 def check_onnx(
         path: str,
         model: nn.Module,
@@ -374,14 +385,9 @@ def check_onnx(
     """
     import numpy as np
     import onnx
-    import onnxruntime as ort
 
     onnx.checker.check_model(path, full_check=True)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = torch.get_num_threads()
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(path, opts, providers=['CPUExecutionProvider'])
+    session = ort_session(path)
     input_name = session.get_inputs()[0].name
     np_dtype = np.float16 if fp16 else np.float32
 
