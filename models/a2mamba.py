@@ -111,10 +111,13 @@ class A2SSM(nn.Module):
         s1 = neighborhood_av(attn1.to(states.dtype), states[0], window)
         s2 = neighborhood_av(attn2.to(states.dtype), states[1], window, dilation)
         states = torch.cat([s1, s2], dim=1).permute(0, 1, 4, 2, 3).reshape(B, self.num_heads, hd, L)
-        states = self.state_fusion(states).flatten(1, 2)
+        # the scan's states are fp32; a half / bf16 model's convolution needs its own dtype (no-op for fp32 weights)
+        states = self.state_fusion(states.to(self.state_fusion.weight.dtype)).flatten(1, 2)
         with torch.autocast(device_type=x.device.type, enabled=False):  # fp32 island, as in the official code
             y = states.float() * Cs.float() + xs.float() * self.Ds.float().view(-1, 1)
-        return y.reshape(B, C, H, W)
+        # back to the parameters' dtype: a no-op for fp32 weights (under autocast too), but a half / bf16 model
+        # (e.g. an fp16 ONNX export) would otherwise feed fp32 into half convolutions
+        return y.reshape(B, C, H, W).to(self.Ds.dtype)
 
 
 class MASS(nn.Module):
@@ -181,7 +184,7 @@ class MASS(nn.Module):
         y = self.norm(y) + lepe
         with torch.autocast(device_type=x.device.type, enabled=False):  # fp32 island, as in the official code
             y = y.float() * gate.float()
-            return self.proj(y)
+            return self.proj(y.to(self.proj[-1].weight.dtype))  # fp32 for fp32 weights, as in A2SSM
 
 
 class FFN(nn.Module):

@@ -81,8 +81,10 @@ def _center_step(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     buckets = (x @ centres.t()).argmax(dim=-1)  # [B, N]
     counts = torch.zeros(M, device=x.device, dtype=torch.long).index_add_(
         0, buckets.flatten(), torch.ones_like(buckets.flatten()))
-    sums = x.new_zeros(M, C).index_add(0, buckets.flatten(), x.reshape(B * N, C))
-    new = F.normalize(sums, dim=-1)
+    # sums accumulate in fp32 (a no-op for fp32 inputs): safer in half precision, and ONNX Runtime's CPU
+    # ScatterElements cannot add in fp16
+    sums = x.new_zeros(M, C, dtype=torch.float32).index_add(0, buckets.flatten(), x.reshape(B * N, C).float())
+    new = F.normalize(sums, dim=-1).to(centres.dtype)
     return torch.where((counts == 0).unsqueeze(-1), centres, new)
 
 
@@ -380,8 +382,9 @@ class LRSA(nn.Module):
         crops = attn(crops) + crops
         # paste back: sum every patch into place, then the official overlap halving
         crops = crops.reshape(B, P * ps * ps, C).transpose(1, 2)
-        out = x.new_zeros(B, C, H * W).scatter_add(2, flat_idx.expand(B, C, -1), crops)
-        out = (out / divisor.to(out.dtype)).transpose(1, 2)  # [B, N, C]
+        # summed in fp32 (a no-op for fp32), as in _center_step
+        out = x.new_zeros(B, C, H * W, dtype=torch.float32).scatter_add(2, flat_idx.expand(B, C, -1), crops.float())
+        out = (out / divisor.to(out.dtype)).to(x.dtype).transpose(1, 2)  # [B, N, C]
         out = ff(out, (H, W)) + out
         return out.transpose(1, 2).reshape(B, C, H, W)
 

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import DropPath, LayerNorm2d, trunc_normal_
+from timm.layers import DropPath, LayerNorm2d, to_2tuple, trunc_normal_
 from timm.layers.grn import GlobalResponseNorm
 from timm.models._features import feature_take_indices
 from torch.utils.checkpoint import checkpoint
@@ -264,7 +264,13 @@ class ContMix(nn.Module):
             H, W = size
         query, context = xf[:, :C], xf[:, C:]
         query = blk.weight_query(query) * self.scale               # [B, C/2, H, W]
-        key = blk.weight_key(context)                              # [B, C/2, 7, 7]
+        if capture:  # the exporter's adaptive-pool decomposition keeps the example size's bins: pool as matrices
+            pool, *layers = blk.weight_key
+            key = _adaptive_avg_pool2d_graph(context, to_2tuple(pool.output_size))
+            for layer in layers:
+                key = layer(key)
+        else:
+            key = blk.weight_key(context)                          # [B, C/2, 7, 7]
         query = query.reshape(B, g, -1, H * W).transpose(-1, -2)   # [B, g, HW, c]
         key = key.reshape(B, g, -1, key.shape[-2] * key.shape[-1])  # [B, g, c, 49]
         affinity = torch.matmul(query, key)                        # [B, g, HW, 49]

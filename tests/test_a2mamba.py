@@ -136,3 +136,16 @@ def test_export_path_matches_eager(monkeypatch):
             for mod in (a2mamba, scan_reference):
                 monkeypatch.setattr(mod, '_in_graph_capture', lambda: False)
         assert (got - ref).abs().max().item() <= 1e-5, size
+
+
+def test_half_model_runs_and_keeps_the_fp32_islands():
+    """A .half() model (what an fp16 ONNX export traces) runs: the fp32 islands (scan states, SSM output, gate)
+    hand their results back in the weights' dtype; the output stays close to the fp32 model's."""
+    torch.manual_seed(0)
+    model = timm.create_model('zoo_a2mamba_n').eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+        got = model.half()(x.half())
+    assert got.dtype == torch.float16
+    assert (got.float() - ref).abs().max().item() <= 0.02 * ref.abs().max().item()

@@ -70,6 +70,10 @@ def neighbor_tables(L: int, k: int, d: int, device=None) -> Tuple[torch.Tensor, 
         # one residue class: fewer ops, which matters in exported graphs (a table per call and axis)
         start = torch.clamp(i - k // 2, min=0).clamp(max=L - k)
         return start[:, None] + t, (start - i + (k - 1))[:, None] + t
+    if isinstance(d, torch.SymInt):
+        # a size-dependent dilation under export (A2Mamba): the ONNX exporter cannot take a symbolic Python
+        # scalar as an operand of % and //, a 0-d tensor it can
+        d = torch.full((), d, dtype=i.dtype, device=device)
     rho, p = i % d, torch.div(i, d, rounding_mode='floor')
     class_len = torch.div(L - rho + d - 1, d, rounding_mode='floor')
     start = torch.minimum(torch.clamp(p - k // 2, min=0), class_len - k)
