@@ -614,7 +614,7 @@ class VOLO(nn.Module):
                 feat = F.max_pool2d(feat, 2, 2, ceil_mode=True)
             if self.dynamic_img_size:  # crop the internal padding back off
                 red = self.feature_info[i]['reduction']
-                feat = feat[..., :-(-in_h // red), :-(-in_w // red)]
+                feat = feat[..., :(in_h + red - 1) // red, :(in_w + red - 1) // red]
             intermediates.append(feat)
         if intermediates_only:
             return intermediates

@@ -262,6 +262,29 @@ def _dynamic_axes(dynamic_size: bool) -> Dict[int, str]:
     return {0: 'batch', 2: 'height', 3: 'width'} if dynamic_size else {0: 'batch'}
 
 
+# onnxscript (0.7.2) matches multi-output rewrite patterns by rescanning every graph node for each candidate
+# node: O(candidates x nodes). SlicesSplit (two Slices of one tensor -> one Split), the only such default rule,
+# took 85% of the optimiser's time on OverLoCK-XT (minutes on A2Mamba with dynamic sizes) and removed no node:
+# the optimised graph has the same 1,623 nodes without it.
+_QUADRATIC_REWRITES = frozenset({'SlicesSplit'})
+
+
+@contextlib.contextmanager
+def _without_quadratic_rewrites():
+    """Run onnxscript's default optimiser without the rewrite rules listed in ``_QUADRATIC_REWRITES``."""
+    try:
+        from onnxscript import rewriter
+        rules = rewriter._DEFAULT_REWRITE_RULES
+    except (ImportError, AttributeError):  # another onnxscript layout: optimise with whatever it has
+        yield
+        return
+    rewriter._DEFAULT_REWRITE_RULES = tuple(r for r in rules if getattr(r, 'name', None) not in _QUADRATIC_REWRITES)
+    try:
+        yield
+    finally:
+        rewriter._DEFAULT_REWRITE_RULES = rules
+
+
 def export_model(
         model: nn.Module,
         path: str,
@@ -295,7 +318,9 @@ def export_model(
             if exporter == 'dynamo':
                 program = torch.onnx.export(
                     model, (example,), None, dynamo=True, opset_version=opset, input_names=['input'],
-                    output_names=names, dynamic_shapes=(axes,), optimize=True, verbose=False)
+                    output_names=names, dynamic_shapes=(axes,), optimize=False, verbose=False)
+                with _without_quadratic_rewrites():
+                    program.optimize()  # what optimize=True runs: onnxscript's constant folding, rewrites, fusions
                 program.save(path, external_data=_needs_external_data(model))
             else:
                 dyn = {'input': axes, **{n: {0: 'batch'} for n in names}}

@@ -66,7 +66,7 @@ def selective_scan_states_reference(u, delta, A, B, delta_bias: Optional[torch.T
                                     delta_softplus: bool = True, chunk: int = CHUNK) -> torch.Tensor:
     log_decay, drive = scan_inputs(u, delta, A, B, delta_bias, delta_softplus)
     L = log_decay.shape[-1]
-    n_chunks = -(-L // chunk)
+    n_chunks = (L + chunk - 1) // chunk  # not -(-L // chunk): ONNX integer Div truncates negatives toward 0
     pad = n_chunks * chunk - L
     # padded steps come after the end, so they never reach a real state; under export / compile L is symbolic
     # and the padding must stay in the graph even when the example needs none

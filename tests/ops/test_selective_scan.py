@@ -37,6 +37,32 @@ def test_reference_fp32_output_and_stability():
     torch.testing.assert_close(out.double(), ref, rtol=1e-2, atol=1e-2)  # fp16 inputs
 
 
+def test_reference_exports_to_onnx_at_any_length():
+    """Exported with a dynamic length and run in ONNX Runtime at lengths that are not a multiple of the chunk:
+    the chunk count must be a ceil division that survives export (-(-L // c) does not: ONNX Div truncates)."""
+    pytest.importorskip('onnxruntime')
+    pytest.importorskip('onnxscript')
+    import warnings
+
+    import onnxruntime as ort
+
+    class Scan(torch.nn.Module):
+        def forward(self, u, delta, A, B, bias):
+            return selective_scan_states_reference(u, delta, A, B, bias)
+
+    example = [t.detach() for t in _inputs(1, 3, 40, grouped_b=False)]
+    length = torch.export.Dim('L', min=2, max=4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        program = torch.onnx.export(Scan(), tuple(example), None, dynamo=True, verbose=False,
+                                    dynamic_shapes=({2: length}, {2: length}, None, {2: length}, None))
+    session = ort.InferenceSession(program.model_proto.SerializeToString(), providers=['CPUExecutionProvider'])
+    for L in (17, 81, 97):
+        inputs = [t.detach() for t in _inputs(1, 3, L, grouped_b=False, seed=L)]
+        (got,) = session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)})
+        torch.testing.assert_close(torch.from_numpy(got), selective_scan_loop(*inputs), rtol=1e-4, atol=1e-5)
+
+
 def test_reference_gradients_match_loop():
     leaves = [t.detach().double().requires_grad_() for t in _inputs(2, 3, 45)]
     g_out = torch.randn(2, 3, 1, 45, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
