@@ -35,8 +35,6 @@ from timm.layers import (
     LayerNorm2d,
     NormMlpClassifierHead,
     SEModule,
-    create_conv2d,
-    get_same_padding,
     register_notrace_function,
     register_notrace_module,
 )
@@ -62,6 +60,39 @@ WindowArg = Optional[Union[int, Sequence[Optional[Union[int, Sequence[int]]]]]]
 # ------------------------------------------------------------------------------------------------------------------
 # TF-compatible layers
 
+def same_padding(size: int, kernel_size: int, stride: int, dilation: int = 1) -> Tuple[int, int]:
+    """TF 'SAME' padding (before, after) of one axis: the output has ceil(size / stride) positions and the odd
+    cell goes after. Integer arithmetic only: on symbolic sizes timm's ``math.ceil`` form builds float
+    expressions whose simplification made torch.export of a dynamic-size MOAT take over 13 minutes."""
+    out = (size + stride - 1) // stride
+    total = (out - 1) * stride + (kernel_size - 1) * dilation + 1 - size
+    if (kernel_size - 1) * dilation + 1 < stride:  # only then can the formula go negative
+        total = torch.sym_max(total, 0)
+    return total // 2, total - total // 2
+
+
+class Conv2dSame(nn.Conv2d):
+    """Conv2d with TF 'SAME' padding computed per input (what timm's ``create_conv2d(padding='same')`` builds
+    for strided convs, with :func:`same_padding`'s integer arithmetic); parameters as ``nn.Conv2d``."""
+
+    def __init__(self, in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, groups: int = 1,
+                 bias: bool = True):
+        super().__init__(in_chs, out_chs, kernel_size, stride, padding=0, groups=groups, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        pads = (*same_padding(x.shape[-1], kw, sw, dw), *same_padding(x.shape[-2], kh, sh, dh))
+        return self._conv_forward(F.pad(x, pads), self.weight, self.bias)
+
+
+def conv_same(in_chs: int, out_chs: int, kernel_size: int, stride: int = 1, groups: int = 1,
+              bias: bool = True) -> nn.Conv2d:
+    """TF 'SAME' convolution: static symmetric padding where it is input-independent (stride 1, odd kernel)."""
+    if stride == 1 and kernel_size % 2 == 1:
+        return nn.Conv2d(in_chs, out_chs, kernel_size, 1, kernel_size // 2, groups=groups, bias=bias)
+    return Conv2dSame(in_chs, out_chs, kernel_size, stride, groups, bias)
+
+
 @register_notrace_module
 class AvgPool2dSameExclusive(nn.Module):
     """Average pooling with TF 'SAME' padding whose mean counts only the real (unpadded) cells, as TF does."""
@@ -73,11 +104,9 @@ class AvgPool2dSameExclusive(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         H, W = x.shape[-2:]
-        pad_h = get_same_padding(H, self.kernel_size, self.stride, 1)
-        pad_w = get_same_padding(W, self.kernel_size, self.stride, 1)
-        if not _in_graph_capture() and pad_h == 0 and pad_w == 0:  # under export: the general path, in the graph
+        pads = (*same_padding(W, self.kernel_size, self.stride), *same_padding(H, self.kernel_size, self.stride))
+        if not _in_graph_capture() and not any(pads):  # under export: the general path, in the graph
             return F.avg_pool2d(x, self.kernel_size, self.stride)
-        pads = (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
         total = F.avg_pool2d(F.pad(x, pads), self.kernel_size, self.stride)
         # fraction of each window that lies inside the image: dividing by it turns the padded mean into the real one
         inside = F.avg_pool2d(F.pad(x.new_ones((1, 1, H, W)), pads), self.kernel_size, self.stride)
@@ -174,7 +203,8 @@ def window_partition(x: torch.Tensor, window: Tuple[int, int]) -> Tuple[torch.Te
     """NHWC map -> windows [B * nh * nw, wh, ww, C] (zero-padded bottom/right) and an additive key mask or None."""
     B, H, W, C = x.shape
     wh, ww = window
-    pad_h, pad_w = (-H) % wh, (-W) % ww
+    # positive ceil arithmetic (not (-H) % wh): simple expressions for symbolic sizes, exact in ONNX
+    pad_h, pad_w = (H + wh - 1) // wh * wh - H, (W + ww - 1) // ww * ww - W
     mask = None
     if _in_graph_capture() or pad_h or pad_w:  # under export the (possibly zero) padding and mask stay in the graph
         x = F.pad(x, (0, 0, 0, pad_w, 0, pad_h))
@@ -191,7 +221,7 @@ def window_partition(x: torch.Tensor, window: Tuple[int, int]) -> Tuple[torch.Te
 def window_reverse(x: torch.Tensor, window: Tuple[int, int], height: int, width: int) -> torch.Tensor:
     """Inverse of :func:`window_partition`: windows -> NHWC map [B, height, width, C] (padding cropped)."""
     wh, ww = window
-    Hp, Wp = height + (-height) % wh, width + (-width) % ww
+    Hp, Wp = (height + wh - 1) // wh * wh, (width + ww - 1) // ww * ww
     C = x.shape[-1]
     x = x.view(-1, Hp // wh, Wp // ww, wh, ww, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, Hp, Wp, C)
     return x[:, :height, :width].contiguous()
@@ -225,7 +255,7 @@ class MbConvBlock(nn.Module):
         self.expand_conv = nn.Conv2d(in_chs, mid_chs, 1, bias=False)
         self.expand_norm = _bn(mid_chs)
         self.act = nn.GELU()  # exact erf GELU, as tf.nn.gelu's default
-        self.depthwise_conv = create_conv2d(mid_chs, mid_chs, 3, stride=stride, depthwise=True, padding='same')
+        self.depthwise_conv = conv_same(mid_chs, mid_chs, 3, stride=stride, groups=mid_chs, bias=False)
         self.depthwise_norm = _bn(mid_chs)
         if se_ratio:
             # the SE bottleneck is sized from the block's output width, not from the expanded width
@@ -324,10 +354,10 @@ class MoatStem(nn.Module):
 
     def __init__(self, in_chs: int, out_chs: Sequence[int]):
         super().__init__()
-        self.conv1 = create_conv2d(in_chs, out_chs[0], 3, stride=2, padding='same', bias=True)
+        self.conv1 = conv_same(in_chs, out_chs[0], 3, stride=2)
         self.norm1 = _bn(out_chs[0])
         self.act1 = nn.GELU()
-        self.conv2 = create_conv2d(out_chs[0], out_chs[1], 3, stride=1, padding='same', bias=True)
+        self.conv2 = conv_same(out_chs[0], out_chs[1], 3, stride=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.act1(self.norm1(self.conv1(x))))
