@@ -70,6 +70,7 @@ def exported(tmp_path_factory):
         if key not in cache:
             path = str(tmp_path_factory.mktemp('onnx') / f'{name}.onnx')
             features = opts.get('features', False)
+            torch.manual_seed(0)  # the same initial weights whichever worker and order builds it
             model = randomize_(build_model(name, features=features))
             img_size = opts.pop('img_size', None) or small_size(name)
             result = export(name, path, img_size=img_size, runs=0, log=lambda *a: None, model=model, **opts)
@@ -265,6 +266,7 @@ def _discrete_routing_parity(tmp_path, features=False, dynamic_size=False):
             y = list(y) if isinstance(y, (list, tuple)) else [y]
             return (*y, *[s.argmax(-1) for s in scores_seen])
 
+    torch.manual_seed(0)  # the same initial weights whichever worker and order runs this
     model = randomize_(build_model('zoo_catanet_x2', features=features)).eval()
     probe = Probe(model).eval()
     size = small_size('zoo_catanet_x2')
@@ -282,19 +284,21 @@ def _discrete_routing_parity(tmp_path, features=False, dynamic_size=False):
         sess = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
         gen = torch.Generator().manual_seed(0)
         agreeing_images = 0
-        cases = [(1, *size), (3, size[0] + 32, size[1] + 64) if dynamic_size else (3, *size)]
+        cases = [(1, *size), (3, *size)] + ([(3, size[0] + 32, size[1] + 64)] if dynamic_size else [])
         for batch, h, w in cases:
             x = torch.randn(batch, 3, h, w, generator=gen)
             with reference_ops(), torch.no_grad():
                 ref = probe(x)
             got = sess.run(None, {'input': x.numpy()})
             margins = [s.topk(2, dim=-1).values for s in scores_seen]
-            same = np.ones(batch, dtype=bool)
+            same = np.ones(batch, dtype=bool)  # images whose assignments agreed in every block so far
             for blk, (a_ref, a_ort, top2) in enumerate(zip(ref[n_out:], got[n_out:], margins)):
                 flips = a_ref.numpy() != a_ort
                 margin = (top2[..., 0] - top2[..., 1]).numpy()
-                # a flip is only acceptable at a near tie (well below the 1e-4 output bound's scale)
-                assert (margin[flips] < 1e-5).all(), f'block {blk}: assignment differs at margin {margin[flips]}'
+                # an image's first flip is only acceptable at a near tie (well below the 1e-4 output bound's
+                # scale); after it, that image's later blocks see different inputs and may differ anywhere
+                first = flips & same[:, None]
+                assert (margin[first] < 1e-5).all(), f'block {blk}: assignment differs at margin {margin[first]}'
                 same &= ~flips.any(axis=1)
             for r, g in zip(ref[:n_out], got[:n_out]):
                 diff = np.abs(g - r.numpy()).reshape(batch, -1).max(axis=1)
