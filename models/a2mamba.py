@@ -36,7 +36,6 @@ from ._lmmm_layers import DWLayerScale, ProjectionHead, conv_stem
 __all__ = ['A2Mamba', 'MASS', 'A2SSM']
 
 
-
 def _ln(dim):
     return LayerNorm2d(dim, eps=1e-6)
 

@@ -33,7 +33,6 @@ from ._builder import build_zoo_model, check_image_input, register_zoo_model, zo
 __all__ = ['BiFormer']
 
 
-
 _MIN_SIDE = 32  # the stride-32 last stage needs at least one token
 
 

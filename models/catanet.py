@@ -29,7 +29,7 @@ from timm.layers import trunc_normal_
 from timm.models._features import feature_take_indices
 from timm.models._manipulate import checkpoint
 from zoo.ops import attention
-from zoo.ops._dispatch import is_exporting
+from zoo.ops._dispatch import in_graph_capture
 
 from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 
@@ -247,8 +247,8 @@ class TAB(nn.Module):
         x = x.flatten(2).transpose(1, 2)
         residual = x
         x = self.norm(x)
-        if is_exporting():
-            # no data-dependent branch in an exported graph: select between both candidates
+        if in_graph_capture():
+            # no data-dependent branch in an exported / compiled graph: select between both candidates
             centres = torch.where(self.initted, self.means, self._initial_centres(x)).detach()
         elif bool(self.initted):
             centres = self.means.detach()
@@ -363,7 +363,7 @@ class LRSA(nn.Module):
 
     def _geometry(self, H: int, W: int, ps: int, device) -> Tuple[torch.Tensor, torch.Tensor, int]:
         """The patch geometry: built in the graph under export/compile, cached per size in eager mode."""
-        if is_exporting() or torch.compiler.is_compiling():
+        if in_graph_capture():
             # symbolic H / W: a cache keyed by the size would bake the export size in (or fail on unhashable SymInts)
             return self._compute_geometry(H, W, ps, device)
         key = (H, W, ps, str(device))

@@ -45,7 +45,6 @@ def _check_input(x: torch.Tensor, in_chans: int) -> None:
     check_image_input(x, in_chans, 'DaViT')
 
 
-
 def _num_tiles(size, multiple: int):
     """ceil(size / multiple) as a floor division, so that a symbolic size stays a simple expression."""
     return (size + multiple - 1) // multiple

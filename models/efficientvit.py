@@ -45,7 +45,6 @@ __all__ = ['EfficientVit']
 MIN_INPUT_SIZE = 16  # one 16x16 patch
 
 
-
 class _FoldedBN(nn.Module):
     """Base for a linear op followed by BatchNorm: in eval mode the BN is folded into the weights.
 

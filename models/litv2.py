@@ -32,7 +32,6 @@ from ._builder import build_zoo_model, check_image_input, register_zoo_model, zo
 __all__ = ['LITv2']
 
 
-
 _MIN_SIDE = 32  # the stride-32 last stage needs at least one token
 
 

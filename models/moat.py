@@ -48,7 +48,6 @@ from ._builder import build_zoo_model, check_image_input, register_zoo_model, zo
 __all__ = ['Moat', 'checkpoint_filter_fn']
 
 
-
 BN_EPS = 1e-3  # Keras BatchNormalization default (PyTorch's is 1e-5)
 BN_MOMENTUM = 0.01  # Keras momentum 0.99 in PyTorch terms
 LN_EPS = 1e-5

@@ -201,7 +201,6 @@ class RepConvBlock(nn.Module):
         return x + self.drop_path(self.ls(self.proj(x)))
 
 
-
 def _enlarged_size(H, W, K: int):
     """ContMix's enlargement as one branch-free formula on (possibly symbolic) sizes, for export.
 

@@ -41,7 +41,6 @@ from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 __all__ = ['PATNet']
 
 
-
 def _use_out_buffers(x: torch.Tensor) -> bool:
     """Write channel groups into one preallocated output (no cat): only without autograd and outside export."""
     return not torch.is_grad_enabled() and not _in_graph_capture()

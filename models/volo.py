@@ -43,7 +43,6 @@ from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
 __all__ = ['VOLO']
 
 
-
 class OutlookAttention(nn.Module):
     """Outlook attention on channels-last maps [B, H, W, C]; the unfold/attend/fold is ``zoo.ops.outlook``."""
 

@@ -7,12 +7,14 @@ reference runs: CPU, ONNX export, TorchScript, and ``ZOO_OPS=reference`` everywh
 
 ``ZOO_OPS`` is read at call time, so a benchmark or test can flip it inside one process.
 """
+import contextlib
 import importlib.util
 import os
+from typing import Iterator, Optional
 
 import torch
 
-__all__ = ['HAS_TRITON', 'ops_mode', 'use_triton', 'is_exporting', 'in_graph_capture']
+__all__ = ['HAS_TRITON', 'ops_mode', 'forced_ops_mode', 'use_triton', 'is_exporting', 'in_graph_capture']
 
 HAS_TRITON = importlib.util.find_spec('triton') is not None
 _MODES = ('auto', 'reference', 'triton')
@@ -23,6 +25,21 @@ def ops_mode() -> str:
     if mode not in _MODES:
         raise ValueError(f'ZOO_OPS={mode!r} is not one of {_MODES}')
     return mode
+
+
+@contextlib.contextmanager
+def forced_ops_mode(mode: Optional[str]) -> Iterator[None]:
+    """Run a block with ``ZOO_OPS=mode`` (``None``: leave it as it is), restoring the previous value after."""
+    old = os.environ.get('ZOO_OPS')
+    if mode is not None:
+        os.environ['ZOO_OPS'] = mode
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop('ZOO_OPS', None)
+        else:
+            os.environ['ZOO_OPS'] = old
 
 
 def is_exporting() -> bool:

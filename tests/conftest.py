@@ -7,6 +7,7 @@
 * One OpenMP thread: two threads are unstable on the shared 2-core CI machines, and the
   tests use small models where one thread is as fast.
 """
+import contextlib
 import os
 
 import torch
@@ -30,3 +31,16 @@ def fixtures_dir():
     if not os.path.isdir(FIXTURES):
         pytest.skip(f'parity fixtures not found at {FIXTURES} (set ZOO_FIXTURES)')
     return FIXTURES
+
+
+@pytest.fixture
+def capture_paths(monkeypatch):
+    """``with capture_paths(module, ...):`` runs those modules' export / compile code paths in eager mode (their
+    ``_in_graph_capture`` reports True), so a test can hold them to the normal paths."""
+    @contextlib.contextmanager
+    def run(*modules):
+        with monkeypatch.context() as patch:
+            for module in modules:
+                patch.setattr(module, '_in_graph_capture', lambda: True)
+            yield
+    return run

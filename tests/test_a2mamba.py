@@ -120,7 +120,7 @@ def test_bad_input_raises():
         _tiny()(torch.randn(1, 4, 64, 64))
 
 
-def test_export_path_matches_eager(monkeypatch):
+def test_export_path_matches_eager(capture_paths):
     """Under export the window padding, global-bias resize and scan padding always run (symbolic sizes)."""
     from zoo.models import a2mamba
     from zoo.ops.selective_scan import reference as scan_reference
@@ -130,11 +130,8 @@ def test_export_path_matches_eager(monkeypatch):
         x = torch.randn(1, 3, *size)
         with torch.no_grad():
             ref = model(x)
-            for mod in (a2mamba, scan_reference):
-                monkeypatch.setattr(mod, '_in_graph_capture', lambda: True)
-            got = model(x)
-            for mod in (a2mamba, scan_reference):
-                monkeypatch.setattr(mod, '_in_graph_capture', lambda: False)
+            with capture_paths(a2mamba, scan_reference):
+                got = model(x)
         assert (got - ref).abs().max().item() <= 1e-5, size
 
 

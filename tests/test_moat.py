@@ -286,7 +286,7 @@ def test_cuda_fused_model_matches_cpu_reference():
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
 
 
-def test_export_path_matches_eager(monkeypatch):
+def test_export_path_matches_eager(capture_paths):
     """Under export the SAME pool, window padding/mask and bias resize always run (symbolic sizes): same numbers."""
     from zoo.models import moat
     torch.manual_seed(0)
@@ -295,7 +295,6 @@ def test_export_path_matches_eager(monkeypatch):
         x = torch.randn(1, 3, *size)
         with torch.no_grad():
             ref = model(x)
-            monkeypatch.setattr(moat, '_in_graph_capture', lambda: True)
-            got = model(x)
-            monkeypatch.setattr(moat, '_in_graph_capture', lambda: False)
+            with capture_paths(moat):
+                got = model(x)
         assert (got - ref).abs().max().item() <= 1e-5, size

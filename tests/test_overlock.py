@@ -168,7 +168,7 @@ def test_bad_input_raises():
         model(torch.randn(1, 1, 64, 64))
 
 
-def test_export_path_matches_eager_in_both_regimes(monkeypatch):
+def test_export_path_matches_eager_in_both_regimes(capture_paths):
     """Under export ContMix always enlarges/pools with branch-free formulas (symbolic sizes): same numbers as eager,
     both where the map is smaller than the kernel (eager enlarges) and where it is not (eager does nothing)."""
     import torch.nn.functional as F
@@ -192,7 +192,6 @@ def test_export_path_matches_eager_in_both_regimes(monkeypatch):
         x = torch.randn(1, 3, *size)
         with torch.no_grad():
             ref = model(x)
-            monkeypatch.setattr(overlock, '_in_graph_capture', lambda: True)
-            got = model(x)
-            monkeypatch.setattr(overlock, '_in_graph_capture', lambda: False)
+            with capture_paths(overlock):
+                got = model(x)
         assert (got - ref).abs().max().item() <= 1e-5, size

@@ -34,6 +34,8 @@ from typing import Callable, List, Optional
 
 import torch
 
+from zoo.ops._dispatch import forced_ops_mode
+
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 
@@ -119,20 +121,6 @@ def _counterpart(name: str, compare: str) -> str:
         if fn is not None and not fn.__module__.startswith('zoo.'):
             return f'timm:{plain}'
     return 'reference'
-
-
-@contextlib.contextmanager
-def _ops_mode(mode: Optional[str]):
-    old = os.environ.get('ZOO_OPS')
-    if mode:
-        os.environ['ZOO_OPS'] = mode
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop('ZOO_OPS', None)
-        else:
-            os.environ['ZOO_OPS'] = old
 
 
 def _build(which: str, name: str, args) -> torch.nn.Module:
@@ -265,22 +253,22 @@ def bench_pair(name: str, which: str, mode: str, batch: int, args) -> Result:
         if which:
             contenders.append(('ref', which, 'reference' if which == 'reference' else None))
         for tag, who, ops in contenders:
-            with _ops_mode(ops):
+            with forced_ops_mode(ops):
                 model = _build(who, name, args)
                 steps[tag] = (_step_fn(model, _input(model, batch, args), mode, args), ops)
     times = {tag: [] for tag in steps}
     for _ in range(args.warmup):
         for tag, (step, ops) in steps.items():
-            with _ops_mode(ops):
+            with forced_ops_mode(ops):
                 step()
     for _ in range(args.runs):
         for tag, (step, ops) in steps.items():
-            with _ops_mode(ops):
+            with forced_ops_mode(ops):
                 times[tag].append(_time_once(step, args.device))
     mem = {}
     for tag, (step, ops) in steps.items():
         if args.device.startswith('cuda'):
-            with _ops_mode(ops):
+            with forced_ops_mode(ops):
                 mem[tag] = _cuda_peak_mb(step, args.device)
         elif not args.no_cpu_memory and which != 'eager':
             mem[tag] = _cpu_peak_mb(which if tag == 'ref' else '', name, mode, batch, args)

@@ -48,6 +48,8 @@ import torch
 import torch.nn as nn
 from timm.utils import ParseKwargs
 
+from zoo.ops._dispatch import forced_ops_mode
+
 __all__ = ['ExportError', 'CheckResult', 'build_model', 'export_model', 'check_onnx', 'ort_session', 'export', 'main']
 
 EXPORTERS = ('dynamo', 'torchscript')
@@ -77,18 +79,9 @@ class CheckResult:
 # building
 
 
-@contextlib.contextmanager
 def reference_ops():
     """Force the pure-PyTorch reference ops (what every exporter and ONNX Runtime understand)."""
-    old = os.environ.get('ZOO_OPS')
-    os.environ['ZOO_OPS'] = 'reference'
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop('ZOO_OPS', None)
-        else:
-            os.environ['ZOO_OPS'] = old
+    return forced_ops_mode('reference')
 
 
 def resolve_model_name(name: str) -> str:

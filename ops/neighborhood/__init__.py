@@ -15,7 +15,13 @@ from typing import Optional, Tuple
 import torch
 
 from .._dispatch import HAS_TRITON, use_triton
-from .reference import check_neighborhood, neighbor_tables, neighborhood_av_reference, neighborhood_qk_reference
+from .reference import (
+    check_neighborhood,
+    gather_rpb,
+    neighbor_tables,
+    neighborhood_av_reference,
+    neighborhood_qk_reference,
+)
 
 __all__ = [
     'neighborhood_qk', 'neighborhood_av', 'neighborhood_rpb', 'neighborhood_qk_reference',
@@ -28,7 +34,7 @@ def neighborhood_rpb(rpb: torch.Tensor, H: int, W: int, kernel_size, dilation=1)
     (kh, kw), (dh, dw) = check_neighborhood(H, W, kernel_size, dilation)
     _, by = neighbor_tables(H, kh, dh, rpb.device)
     _, bx = neighbor_tables(W, kw, dw, rpb.device)
-    return rpb[:, by[:, None, :, None], bx[None, :, None, :]].reshape(rpb.shape[0], H, W, kh * kw)
+    return gather_rpb(rpb, by, bx)
 
 
 def neighborhood_qk(q: torch.Tensor, k: torch.Tensor, kernel_size, dilation=1,

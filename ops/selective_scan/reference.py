@@ -27,7 +27,6 @@ __all__ = ['selective_scan_states_reference', 'selective_scan_loop', 'scan_input
 CHUNK = 16  # O(L*T) exps per channel inside chunks plus (L/T)^2 across them: 16 is the CPU sweet spot at L = 3136
 
 
-
 def scan_inputs(u, delta, A, B, delta_bias=None, delta_softplus=True) -> Tuple[torch.Tensor, torch.Tensor]:
     """(log-decay, drive), each [Bt, D, N, L] in fp32: log a_t = dt_t * A and b_t = dt_t * B_t * u_t."""
     if u.dim() != 3 or delta.shape != u.shape:
