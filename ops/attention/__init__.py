@@ -15,10 +15,11 @@ from typing import Optional, Tuple
 
 import torch
 
-from .._dispatch import HAS_TRITON, use_triton
-from .reference import attention_reference, check_qkv, normalize_bias
+from .._dispatch import HAS_TRITON, check_triton_inputs, choose_path, compute_dtype
+from .._dispatch_table import RULES
+from .reference import attention_reference, attention_sdpa, check_qkv, normalize_bias
 
-__all__ = ['attention', 'attention_reference', 'attention_triton']
+__all__ = ['attention', 'attention_reference', 'attention_triton', 'attention_torch']
 
 
 def attention(
@@ -28,10 +29,27 @@ def attention(
         bias: Optional[torch.Tensor] = None,
         scale: Optional[float] = None,
 ) -> torch.Tensor:
-    """Biased attention; Triton on CUDA, the pure-PyTorch reference elsewhere."""
-    if use_triton(q, k, v, bias):
+    """Biased attention: on CUDA the measured-fastest of the Triton kernels and PyTorch's SDPA, the pure-PyTorch
+    reference elsewhere (see :mod:`zoo.ops._dispatch`)."""
+    path = choose_path('attention', (q, k, v, bias), RULES['attention'])
+    if path == 'triton':
         return attention_triton(q, k, v, bias, scale)
+    if path == 'torch':
+        return attention_torch(q, k, v, bias, scale)
     return attention_reference(q, k, v, bias, scale)
+
+
+def attention_torch(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        bias: Optional[torch.Tensor] = None,
+        scale: Optional[float] = None,
+) -> torch.Tensor:
+    """PyTorch's fused kernels (``F.scaled_dot_product_attention``) at every size."""
+    check_qkv(q, k, v)
+    bias = normalize_bias(bias, q, k)
+    return attention_sdpa(q, k, v, bias, q.shape[-1] ** -0.5 if scale is None else scale)
 
 
 def attention_triton(
@@ -42,13 +60,14 @@ def attention_triton(
         scale: Optional[float] = None,
 ) -> torch.Tensor:
     """The fused path, callable directly (tests run it on CPU under ``TRITON_INTERPRET=1``)."""
-    if not HAS_TRITON:
-        raise RuntimeError('zoo.ops.attention_triton needs the `triton` package')
+    check_triton_inputs('attention', q, k, v, bias)
     check_qkv(q, k, v)
     bias = normalize_bias(bias, q, k)
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
-    if bias is not None and bias.dtype != q.dtype:
-        bias = bias.to(q.dtype)
+    dtype = compute_dtype(q, k, v)  # one dtype for every operand of the kernels' tl.dot
+    q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
+    if bias is not None:
+        bias = bias.to(dtype)
     out, _ = torch.ops.zoo.attention_fwd(q, k, v, bias, scale)
     return out
 
@@ -169,7 +188,7 @@ if HAS_TRITON:
     def _backward(ctx, dout, dlse):
         q, k, v, bias, out, lse = ctx.saved_tensors
         bias_rg = ctx.has_bias and ctx.needs_input_grad[3]
-        dq, dk, dv, dbias = torch.ops.zoo.attention_bwd(dout, q, k, v, bias, out, lse, ctx.scale, bias_rg)
+        dq, dk, dv, dbias = torch.ops.zoo.attention_bwd(dout.to(q.dtype), q, k, v, bias, out, lse, ctx.scale, bias_rg)
         return dq, dk, dv, (dbias if bias_rg else None), None
 
     _attention_fwd.register_autograd(_backward, setup_context=_setup_context)

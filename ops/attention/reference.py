@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .._dispatch import is_exporting
 
-__all__ = ['attention_reference', 'attention_math', 'normalize_bias']
+__all__ = ['attention_reference', 'attention_math', 'attention_sdpa', 'normalize_bias']
 
 
 def normalize_bias(bias: Optional[torch.Tensor], q: torch.Tensor, k: torch.Tensor) -> Optional[torch.Tensor]:
@@ -75,8 +75,27 @@ def attention_reference(
     B, H, N, D = q.shape
     if is_exporting() or B * H * N * k.shape[2] < _SDPA_MIN_SCORES:
         return attention_math(q, k, v, bias, scale)
+    return attention_sdpa(q, k, v, bias, scale)
+
+
+def attention_sdpa(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        bias: Optional[torch.Tensor],
+        scale: float,
+) -> torch.Tensor:
+    """The same function through ``F.scaled_dot_product_attention`` (bias already normalized to 4-D): PyTorch's
+    fused kernels (flash / memory-efficient / cuDNN on CUDA; they take the additive bias and give its gradient)."""
+    B, H, N, D = q.shape
+    if bias is not None and bias.shape[0] > 1 and q.is_cuda:
+        # CUDA's fused SDPA kernels take 4-D inputs only (a 5-D call falls back to the unfused math kernel):
+        # repeat the per-window bias over the images, [B/Bb, Bb, ...] -> [B, ...] (batch b meets bias[b % Bb])
+        Bb = bias.shape[0]
+        mask = bias.to(q.dtype).expand(B // Bb, *bias.shape).reshape(B, bias.shape[1], N, bias.shape[3])
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale)
     if bias is not None and bias.shape[0] > 1:
-        # batch b meets bias[b % Bb]: view the batch as [B/Bb, Bb] and let the mask broadcast
+        # batch b meets bias[b % Bb]: view the batch as [B/Bb, Bb] and let the mask broadcast (CPU SDPA takes 5-D)
         Bb = bias.shape[0]
         out = F.scaled_dot_product_attention(
             q.view(B // Bb, Bb, H, N, D), k.view(B // Bb, Bb, H, -1, D), v.view(B // Bb, Bb, H, -1, v.shape[-1]),

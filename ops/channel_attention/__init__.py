@@ -11,7 +11,8 @@ from typing import Optional, Tuple
 
 import torch
 
-from .._dispatch import HAS_TRITON, use_triton
+from .._dispatch import HAS_TRITON, check_triton_inputs, choose_path, compute_dtype
+from .._dispatch_table import RULES
 from .reference import channel_attention_reference, check_channel_qkv
 
 __all__ = ['channel_attention', 'channel_attention_reference', 'channel_attention_triton']
@@ -19,7 +20,7 @@ __all__ = ['channel_attention', 'channel_attention_reference', 'channel_attentio
 
 def channel_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Optional[float] = None) -> torch.Tensor:
     """Channel attention; Triton on CUDA, the pure-PyTorch reference elsewhere."""
-    if use_triton(q, k, v):
+    if choose_path('channel_attention', (q, k, v), RULES['channel_attention']) == 'triton':
         return channel_attention_triton(q, k, v, scale)
     return channel_attention_reference(q, k, v, scale)
 
@@ -27,9 +28,10 @@ def channel_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: 
 def channel_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                              scale: Optional[float] = None) -> torch.Tensor:
     """The fused path, callable directly (tests run it on CPU under ``TRITON_INTERPRET=1``)."""
-    if not HAS_TRITON:
-        raise RuntimeError('zoo.ops.channel_attention_triton needs the `triton` package')
+    check_triton_inputs('channel_attention', q, k, v)
     check_channel_qkv(q, k, v)
+    dtype = compute_dtype(q, k, v)  # one dtype for every operand of the kernels' tl.dot
+    q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     scale = q.shape[-1] ** -0.5 if scale is None else float(scale)
     out, _ = torch.ops.zoo.channel_attention_fwd(q, k, v, scale)
     return out
@@ -108,7 +110,7 @@ if HAS_TRITON:
 
     def _backward(ctx, dout, dattn):
         q, k, v, attn = ctx.saved_tensors
-        dq, dk, dv = torch.ops.zoo.channel_attention_bwd(dout, q, k, v, attn, ctx.scale)
+        dq, dk, dv = torch.ops.zoo.channel_attention_bwd(dout.to(q.dtype), q, k, v, attn, ctx.scale)
         return dq, dk, dv, None
 
     _chattn_fwd.register_autograd(_backward, setup_context=_setup_context)

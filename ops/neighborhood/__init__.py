@@ -14,7 +14,8 @@ from typing import Optional, Tuple
 
 import torch
 
-from .._dispatch import HAS_TRITON, use_triton
+from .._dispatch import HAS_TRITON, check_triton_inputs, choose_path, compute_dtype
+from .._dispatch_table import RULES
 from .reference import (
     check_neighborhood,
     gather_rpb,
@@ -40,14 +41,14 @@ def neighborhood_rpb(rpb: torch.Tensor, H: int, W: int, kernel_size, dilation=1)
 def neighborhood_qk(q: torch.Tensor, k: torch.Tensor, kernel_size, dilation=1,
                     rpb: Optional[torch.Tensor] = None) -> torch.Tensor:
     """q . k over each pixel's neighborhood (+ relative-position bias); no scale, no softmax."""
-    if use_triton(q, k, rpb):
+    if choose_path('neighborhood', (q, k, rpb), RULES['neighborhood']) == 'triton':
         return neighborhood_qk_triton(q, k, kernel_size, dilation, rpb)
     return neighborhood_qk_reference(q, k, kernel_size, dilation, rpb)
 
 
 def neighborhood_av(attn: torch.Tensor, v: torch.Tensor, kernel_size, dilation=1) -> torch.Tensor:
     """Weights . values over each pixel's neighborhood."""
-    if use_triton(attn, v):
+    if choose_path('neighborhood', (attn, v), RULES['neighborhood']) == 'triton':
         return neighborhood_av_triton(attn, v, kernel_size, dilation)
     return neighborhood_av_reference(attn, v, kernel_size, dilation)
 
@@ -55,8 +56,9 @@ def neighborhood_av(attn: torch.Tensor, v: torch.Tensor, kernel_size, dilation=1
 def neighborhood_qk_triton(q: torch.Tensor, k: torch.Tensor, kernel_size, dilation=1,
                            rpb: Optional[torch.Tensor] = None) -> torch.Tensor:
     """The fused path, callable directly (tests run it on CPU under ``TRITON_INTERPRET=1``)."""
-    if not HAS_TRITON:
-        raise RuntimeError('zoo.ops.neighborhood_qk_triton needs the `triton` package')
+    check_triton_inputs('neighborhood_qk', q, k, rpb)
+    dtype = compute_dtype(q, k)  # the output's dtype: one rule for every op
+    q, k = q.to(dtype), k.to(dtype)
     B, nh, H, W, D = q.shape
     (kh, kw), (dh, dw) = check_neighborhood(H, W, kernel_size, dilation)
     if k.shape != q.shape:
@@ -68,8 +70,9 @@ def neighborhood_qk_triton(q: torch.Tensor, k: torch.Tensor, kernel_size, dilati
 
 def neighborhood_av_triton(attn: torch.Tensor, v: torch.Tensor, kernel_size, dilation=1) -> torch.Tensor:
     """The fused path, callable directly (tests run it on CPU under ``TRITON_INTERPRET=1``)."""
-    if not HAS_TRITON:
-        raise RuntimeError('zoo.ops.neighborhood_av_triton needs the `triton` package')
+    check_triton_inputs('neighborhood_av', attn, v)
+    dtype = compute_dtype(v, attn)
+    attn, v = attn.to(dtype), v.to(dtype)
     B, nh, H, W, D = v.shape
     (kh, kw), (dh, dw) = check_neighborhood(H, W, kernel_size, dilation)
     if attn.shape != (B, nh, H, W, kh * kw):
@@ -161,7 +164,7 @@ if HAS_TRITON:
 
     def _nqk_backward(ctx, dattn):
         q, k = ctx.saved_tensors
-        dattn = dattn.contiguous()
+        dattn = dattn.to(q.dtype).contiguous()
         dq, dk = torch.ops.zoo.neighborhood_qk_bwd(dattn, q, k, *ctx.geom)
         drpb = _rpb_grad(dattn, ctx.rpb_meta, *ctx.geom) if ctx.needs_input_grad[2] else None
         return dq, dk, drpb, None, None, None, None
@@ -192,7 +195,7 @@ if HAS_TRITON:
 
     def _nav_backward(ctx, dout):
         attn, v = ctx.saved_tensors
-        dattn, dv = torch.ops.zoo.neighborhood_av_bwd(dout.contiguous(), attn, v, *ctx.geom)
+        dattn, dv = torch.ops.zoo.neighborhood_av_bwd(dout.to(v.dtype).contiguous(), attn, v, *ctx.geom)
         return dattn, dv, None, None, None, None
 
     _nav.register_autograd(_nav_backward, setup_context=_nav_setup)

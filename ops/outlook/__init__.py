@@ -14,7 +14,8 @@ from typing import Optional, Tuple
 
 import torch
 
-from .._dispatch import HAS_TRITON, use_triton
+from .._dispatch import HAS_TRITON, check_triton_inputs, choose_path, compute_dtype
+from .._dispatch_table import RULES
 from .reference import check_outlook_args, outlook_attention_reference
 
 __all__ = ['outlook_attention', 'outlook_attention_reference', 'outlook_attention_triton']
@@ -32,7 +33,7 @@ def outlook_attention(
 ) -> torch.Tensor:
     """Outlook attention; Triton on CUDA, the pure-PyTorch reference elsewhere (and whenever ``attn_drop`` > 0:
     the fused kernels have no dropout)."""
-    if attn_drop == 0. and use_triton(v, logits):
+    if attn_drop == 0. and choose_path('outlook', (v, logits), RULES['outlook']) == 'triton':
         return outlook_attention_triton(v, logits, num_heads, kernel_size, padding, stride, scale)
     return outlook_attention_reference(v, logits, num_heads, kernel_size, padding, stride, scale, attn_drop)
 
@@ -47,12 +48,11 @@ def outlook_attention_triton(
         scale: Optional[float] = None,
 ) -> torch.Tensor:
     """The fused path, callable directly (tests run it on CPU under ``TRITON_INTERPRET=1``)."""
-    if not HAS_TRITON:
-        raise RuntimeError('zoo.ops.outlook_attention_triton needs the `triton` package')
+    check_triton_inputs('outlook_attention', v, logits)
     check_outlook_args(v, logits, num_heads, kernel_size, padding, stride)
     scale = (v.shape[-1] // num_heads) ** -0.5 if scale is None else float(scale)
-    if logits.dtype != v.dtype:
-        logits = logits.to(v.dtype)
+    dtype = compute_dtype(v, logits)  # one dtype for every operand of the kernels' tl.dot
+    v, logits = v.to(dtype), logits.to(dtype)
     out, _ = torch.ops.zoo.outlook_fwd(v, logits, num_heads, kernel_size, padding, stride, scale)
     return out
 

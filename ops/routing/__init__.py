@@ -16,7 +16,8 @@ from typing import Tuple
 
 import torch
 
-from .._dispatch import HAS_TRITON, use_triton
+from .._dispatch import HAS_TRITON, check_triton_inputs, choose_path, compute_dtype
+from .._dispatch_table import RULES
 from .reference import check_region_qkv, region_topk, routed_attention_reference, routing_attention_reference
 
 __all__ = [
@@ -35,7 +36,7 @@ def routing_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, topk: i
 def routed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: torch.Tensor,
                      scale: float) -> torch.Tensor:
     """Token attention over the routed regions ``idx``; Triton on CUDA, the reference elsewhere."""
-    if use_triton(q, k, v):
+    if choose_path('routing', (q, k, v), RULES['routing']) == 'triton':
         return routed_attention_triton(q, k, v, idx, scale)
     return routed_attention_reference(q, k, v, idx, scale)
 
@@ -43,9 +44,10 @@ def routed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: tor
 def routed_attention_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, idx: torch.Tensor,
                             scale: float) -> torch.Tensor:
     """The fused path, callable directly (tests run it on CPU under ``TRITON_INTERPRET=1``)."""
-    if not HAS_TRITON:
-        raise RuntimeError('zoo.ops.routed_attention_triton needs the `triton` package')
+    check_triton_inputs('routed_attention', q, k, v, idx)
     check_region_qkv(q, k, v)
+    dtype = compute_dtype(q, k, v)  # one dtype for every operand of the kernels' tl.dot
+    q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
     B, _, R = q.shape[:3]
     if idx.dim() != 3 or idx.shape[:2] != (B, R):
         raise ValueError(f'routing indices must be [B={B}, R={R}, topk], got {tuple(idx.shape)}')
@@ -152,7 +154,7 @@ if HAS_TRITON:
 
     def _backward(ctx, dout, dlse):
         q, k, v, idx, out, lse = ctx.saved_tensors
-        dq, dk, dv = torch.ops.zoo.routed_attention_bwd(dout, q, k, v, idx, out, lse, ctx.scale)
+        dq, dk, dv = torch.ops.zoo.routed_attention_bwd(dout.to(q.dtype), q, k, v, idx, out, lse, ctx.scale)
         return dq, dk, dv, None, None
 
     _routed_fwd.register_autograd(_backward, setup_context=_setup_context)

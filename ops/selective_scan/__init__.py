@@ -10,7 +10,8 @@ from typing import Optional, Tuple
 
 import torch
 
-from .._dispatch import HAS_TRITON, use_triton
+from .._dispatch import HAS_TRITON, check_triton_inputs, choose_path
+from .._dispatch_table import RULES
 from .reference import selective_scan_loop, selective_scan_states_reference
 
 __all__ = ['selective_scan_states', 'selective_scan_states_reference', 'selective_scan_loop',
@@ -20,7 +21,7 @@ __all__ = ['selective_scan_states', 'selective_scan_states_reference', 'selectiv
 def selective_scan_states(u: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor,
                           delta_bias: Optional[torch.Tensor] = None, delta_softplus: bool = True) -> torch.Tensor:
     """Every hidden state h_t of h_t = exp(dt_t A) h_{t-1} + dt_t B_t u_t, dt = softplus(delta + bias)."""
-    if use_triton(u, delta, A, B, delta_bias):
+    if choose_path('selective_scan', (u, delta, A, B, delta_bias), RULES['selective_scan']) == 'triton':
         return selective_scan_states_triton(u, delta, A, B, delta_bias, delta_softplus)
     return selective_scan_states_reference(u, delta, A, B, delta_bias, delta_softplus)
 
@@ -29,8 +30,7 @@ def selective_scan_states_triton(u: torch.Tensor, delta: torch.Tensor, A: torch.
                                  delta_bias: Optional[torch.Tensor] = None,
                                  delta_softplus: bool = True) -> torch.Tensor:
     """The fused path, callable directly (tests run it on CPU under ``TRITON_INTERPRET=1``). N = 1 only."""
-    if not HAS_TRITON:
-        raise RuntimeError('zoo.ops.selective_scan_states_triton needs the `triton` package')
+    check_triton_inputs('selective_scan_states', u, delta, A, B, delta_bias)
     if B.dim() == 4:
         B = B[:, 0]
     Bt, D, L = u.shape

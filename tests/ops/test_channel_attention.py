@@ -71,9 +71,32 @@ def test_shape_check():
         channel_attention(torch.randn(1, 2, 5, 4), torch.randn(1, 2, 5, 4), torch.randn(1, 2, 6, 4))
 
 
+def _outputs_and_grads(fn, qkv, dout):
+    x = qkv.clone().requires_grad_()
+    out = fn(*_split(x))
+    (grad,) = torch.autograd.grad(out, x, dout)
+    return [out, *_split(grad)]
+
+
 @pytest.mark.skipif(not (HAS_CUDA and HAS_TRITON), reason='needs a CUDA GPU')
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize('shape', [(8, 3, 3136, 32), (8, 12, 196, 32), (4, 24, 49, 32), (2, 4, 1333, 32)], ids=str)
 def test_triton_matches_reference_gpu(shape, dtype):
-    tol = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=5e-2, rtol=5e-2)
-    _compare(*shape, dtype, 'cuda', **tol)
+    """At DaViT's real sizes the kernels are as accurate as PyTorch's own kernels in the same dtype.
+
+    Over thousands of tokens the d x d logits reach ~10-20 and the softmax is sharp, so a fixed absolute bound
+    is not a property of the kernel: PyTorch's own fp32 reference sits at 1.2e-4 from the fp64 result at
+    (8, 3, 3136, 32), and its bf16 reference at 1.4 on the gradients. The bound is the flash-attention
+    tests' rule: the Triton error against the fp64 oracle at most twice the error of the PyTorch reference
+    run in the same dtype on the same GPU (plus a floor of 1e-6 x the output's scale).
+    """
+    from zoo.ops.channel_attention import channel_attention_triton
+    qkv, dout = _qkv(*shape)
+    oracle = _outputs_and_grads(channel_attention_reference, qkv, dout)
+    low = (qkv.to('cuda', dtype), dout.to('cuda', dtype))
+    torch_low = _outputs_and_grads(channel_attention_reference, *low)
+    triton_low = _outputs_and_grads(channel_attention_triton, *low)
+    for name, o, r, t in zip(('out', 'dq', 'dk', 'dv'), oracle, torch_low, triton_low):
+        ref_err = (r.double().cpu() - o).abs().max().item()
+        tri_err = (t.double().cpu() - o).abs().max().item()
+        assert tri_err <= 2 * ref_err + 1e-6 * o.abs().max().item(), (name, tri_err, ref_err)

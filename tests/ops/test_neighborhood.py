@@ -21,6 +21,8 @@ from zoo.ops.neighborhood import (
 )
 
 HAS_CUDA = torch.cuda.is_available()
+# the Triton cases run natively on a GPU, in the interpreter on CPU (conftest sets TRITON_INTERPRET=1 only there)
+DEVICE = 'cuda' if HAS_CUDA else 'cpu'
 needs_triton = pytest.mark.skipif(not HAS_TRITON, reason='triton is not installed')
 
 
@@ -203,12 +205,12 @@ TRITON_CASES = [
 @needs_triton
 @pytest.mark.parametrize('B,nh,H,W,ks,dil,D', TRITON_CASES)
 def test_triton_matches_reference_fp32(B, nh, H, W, ks, dil, D):
-    _compare_triton(B, nh, H, W, ks, dil, D, torch.float32, 'cpu', atol=1e-4, rtol=1e-4)
+    _compare_triton(B, nh, H, W, ks, dil, D, torch.float32, DEVICE, atol=1e-4, rtol=1e-4)
 
 
 @needs_triton
 def test_triton_without_rpb():
-    _compare_triton(1, 2, 8, 7, 3, (2, 1), 4, torch.float32, 'cpu', atol=1e-4, rtol=1e-4, with_rpb=False)
+    _compare_triton(1, 2, 8, 7, 3, (2, 1), 4, torch.float32, DEVICE, atol=1e-4, rtol=1e-4, with_rpb=False)
 
 
 @needs_triton
@@ -230,8 +232,8 @@ def test_triton_cuda_realistic(B, nh, H, W, ks, dil, D, dtype, tol):
 def test_custom_ops_opcheck():
     """torch.library.opcheck: fake (meta) kernels, schemas and autograd registration of the Triton ops."""
     g = torch.Generator().manual_seed(0)
-    q, k = (torch.randn(1, 1, 5, 6, 3, generator=g, requires_grad=True) for _ in range(2))
-    rpb = torch.randn(1, 5, 5, generator=g, requires_grad=True)
-    attn = torch.randn(1, 1, 5, 6, 9, generator=g, requires_grad=True)
+    q, k = (torch.randn(1, 1, 5, 6, 3, generator=g).to(DEVICE).requires_grad_() for _ in range(2))
+    rpb = torch.randn(1, 5, 5, generator=g).to(DEVICE).requires_grad_()
+    attn = torch.randn(1, 1, 5, 6, 9, generator=g).to(DEVICE).requires_grad_()
     torch.library.opcheck(torch.ops.zoo.neighborhood_qk.default, (q, k, rpb, 3, 3, 1, 2))
     torch.library.opcheck(torch.ops.zoo.neighborhood_av.default, (attn, q, 3, 3, 1, 2))

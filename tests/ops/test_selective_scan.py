@@ -6,6 +6,8 @@ from zoo.ops._dispatch import HAS_TRITON
 from zoo.ops.selective_scan import selective_scan_loop, selective_scan_states, selective_scan_states_reference
 
 HAS_CUDA = torch.cuda.is_available()
+# the Triton cases run natively on a GPU, in the interpreter on CPU (conftest sets TRITON_INTERPRET=1 only there)
+DEVICE = 'cuda' if HAS_CUDA else 'cpu'
 needs_triton = pytest.mark.skipif(not HAS_TRITON, reason='triton is not installed')
 
 
@@ -100,12 +102,12 @@ def _compare_triton(Bt, D, L, dtype, device, atol, rtol, softplus=True):
 @needs_triton
 @pytest.mark.parametrize('Bt,D,L', [(2, 3, 5), (1, 5, 70), (2, 40, 33), (1, 2, 1)])
 def test_triton_matches_loop(Bt, D, L):
-    _compare_triton(Bt, D, L, torch.float32, 'cpu', atol=1e-4, rtol=1e-4)
+    _compare_triton(Bt, D, L, torch.float32, DEVICE, atol=1e-4, rtol=1e-4)
 
 
 @needs_triton
 def test_triton_without_softplus():
-    _compare_triton(1, 3, 20, torch.float32, 'cpu', atol=1e-4, rtol=1e-4, softplus=False)
+    _compare_triton(1, 3, 20, torch.float32, DEVICE, atol=1e-4, rtol=1e-4, softplus=False)
 
 
 @pytest.mark.skipif(not HAS_CUDA, reason='needs CUDA')
@@ -117,5 +119,5 @@ def test_triton_cuda_realistic(Bt, D, L):
 @needs_triton
 def test_custom_op_opcheck():
     """torch.library.opcheck: fake (meta) kernel, schema and autograd registration of the Triton op."""
-    u, delta, A, B, bias = _inputs(1, 3, 7, grouped_b=False)
+    u, delta, A, B, bias = _inputs(1, 3, 7, grouped_b=False, device=DEVICE)
     torch.library.opcheck(torch.ops.zoo.selective_scan_states.default, (u, delta, A, B, bias, True))
