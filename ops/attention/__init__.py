@@ -98,17 +98,19 @@ def _fwd_impl(q, k, v, bias, scale) -> Tuple[torch.Tensor, torch.Tensor]:
     bias = normalize_bias(bias, q, k)  # the op accepts every bias form attention() does
     B, H, N, D = q.shape
     M, DV = k.shape[2], v.shape[3]
-    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    # the forward kernel reads q / k / v through their strides (qkv-Linear views need no copy); the channel must be
+    # the unit-stride axis
+    q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     out = torch.empty((B, H, N, DV), device=q.device, dtype=q.dtype)
     lse = torch.empty((B, H, N), device=q.device, dtype=torch.float32)
     bias_t, BB, sb = _bias_args(bias, H, q)
     blk = _blocks(N, M, D, DV)
-    grid = (_triton.cdiv(N, blk['BLOCK_M']), B * H)
+    grid = lambda meta: (_triton.cdiv(N, meta['BLOCK_M']), B * H)  # noqa: E731  (BLOCK_M is autotuned)
     _tk.attn_fwd_kernel[grid](
         q, k, v, bias_t, out, lse,
         *q.stride()[:3], *k.stride()[:3], *v.stride()[:3], *out.stride()[:3], *sb,
         H, N, M, D, DV, BB, scale,
-        HAS_BIAS=bias is not None, IEEE=_ieee(q), **blk)
+        HAS_BIAS=bias is not None, IEEE=_ieee(q), BLOCK_D=blk['BLOCK_D'], BLOCK_DV=blk['BLOCK_DV'])
     return out, lse
 
 

@@ -16,6 +16,8 @@ batch b reads bias[b % Bb].
 import triton
 import triton.language as tl
 
+from .._autotune import configs
+
 __all__ = ['attn_fwd_kernel', 'attn_bwd_preprocess_kernel', 'attn_bwd_dkdv_kernel', 'attn_bwd_dq_kernel']
 
 
@@ -36,6 +38,10 @@ def _scores(q, k_ptrs, bias_ptrs, offs_m, offs_n, N, M, scale, HAS_BIAS: tl.cons
     return s
 
 
+# short sequences (49-256 tokens): smaller query tiles make more programs and waste less of a ragged tile
+@triton.autotune(configs=configs(dict(BLOCK_M=(16, 32, 64), BLOCK_N=(32, 64), num_warps=(2, 4), num_stages=(1, 2)),
+                                 interpreted=dict(BLOCK_M=64, BLOCK_N=64)),
+                 key=['N', 'M', 'D', 'DV', 'HAS_BIAS'])
 @triton.jit
 def attn_fwd_kernel(
         Q, K, V, BIAS, OUT, LSE,
@@ -47,7 +53,7 @@ def attn_fwd_kernel(
 ):
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
-    b = pid_bh // H
+    b = (pid_bh // H).to(tl.int64)  # strided q/k/v views: batch offsets can pass 2^31 at large batches
     h = pid_bh % H
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n0 = tl.arange(0, BLOCK_N)
@@ -109,7 +115,7 @@ def attn_bwd_dkdv_kernel(
     """One program per key tile: dK, dV (and the dS tiles for the bias gradient)."""
     pid_n = tl.program_id(0)
     pid_bh = tl.program_id(1)
-    b = pid_bh // H
+    b = (pid_bh // H).to(tl.int64)  # strided q/k/v views: batch offsets can pass 2^31 at large batches
     h = pid_bh % H
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     offs_m0 = tl.arange(0, BLOCK_M)
@@ -168,7 +174,7 @@ def attn_bwd_dq_kernel(
     """One program per query tile: dQ."""
     pid_m = tl.program_id(0)
     pid_bh = tl.program_id(1)
-    b = pid_bh // H
+    b = (pid_bh // H).to(tl.int64)  # strided q/k/v views: batch offsets can pass 2^31 at large batches
     h = pid_bh % H
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n0 = tl.arange(0, BLOCK_N)

@@ -83,12 +83,13 @@ def neighborhood_av_triton(attn: torch.Tensor, v: torch.Tensor, kernel_size, dil
 # ----------------------------------------------------------------------------------------------
 # launchers and torch.library registration (only the Triton path goes through the custom ops)
 
-# the interpreter (CPU tests) pays per program and per op, so it gets big pixel blocks
-_BLOCK_P = 128 if os.environ.get('TRITON_INTERPRET') == '1' else 32
-
-
 def _blocks(kw: int, D: int):
-    return dict(BLOCK_P=_BLOCK_P, BLOCK_KW=_triton.next_power_of_2(kw), BLOCK_D=max(16, _triton.next_power_of_2(D)))
+    # BLOCK_P (pixels per program) and num_warps are autotuned per problem size (zoo.ops._autotune)
+    return dict(BLOCK_KW=_triton.next_power_of_2(kw), BLOCK_D=max(16, _triton.next_power_of_2(D)))
+
+
+def _grid(H: int, W: int, batch_heads: int):
+    return lambda meta: (_triton.cdiv(H * W, meta['BLOCK_P']), batch_heads)
 
 
 def _pair_dot(x, y, rpb, kh, kw, dh, dw):
@@ -96,7 +97,7 @@ def _pair_dot(x, y, rpb, kh, kw, dh, dw):
     out = torch.empty((B, nh, H, W, kh * kw), device=x.device, dtype=x.dtype)
     x, y = x.contiguous(), y.contiguous()
     rpb_t = rpb.contiguous() if rpb is not None else x
-    grid = (_triton.cdiv(H * W, _BLOCK_P), B * nh)
+    grid = _grid(H, W, B * nh)
     _tk.pair_dot_kernel[grid](x, y, rpb_t, out, H, W, nh, D, KH=kh, KW=kw, DH=dh, DW=dw, HAS_RPB=rpb is not None,
                               **_blocks(kw, D))
     return out
@@ -105,7 +106,7 @@ def _pair_dot(x, y, rpb, kh, kw, dh, dw):
 def _weighted_sum(w, y, kh, kw, dh, dw):
     B, nh, H, W, D = y.shape
     out = torch.empty_like(y, memory_format=torch.contiguous_format)
-    grid = (_triton.cdiv(H * W, _BLOCK_P), B * nh)
+    grid = _grid(H, W, B * nh)
     _tk.weighted_sum_kernel[grid](w.contiguous(), y.contiguous(), out, H, W, D, KH=kh, KW=kw, DH=dh, DW=dw,
                                   **_blocks(kw, D))
     return out
@@ -114,7 +115,7 @@ def _weighted_sum(w, y, kh, kw, dh, dw):
 def _scatter(w, x, kh, kw, dh, dw):
     B, nh, H, W, D = x.shape
     out = torch.zeros((B, nh, H, W, D), device=x.device, dtype=torch.float32)
-    grid = (_triton.cdiv(H * W, _BLOCK_P), B * nh)
+    grid = _grid(H, W, B * nh)
     _tk.scatter_kernel[grid](w.contiguous(), x.contiguous(), out, H, W, D, KH=kh, KW=kw, DH=dh, DW=dw,
                              **_blocks(kw, D))
     return out.to(x.dtype)
