@@ -9,7 +9,6 @@ OverLoCK's ContMix and A2Mamba's MASS. Border windows slide inward (no padding),
 axis into residue classes; see :mod:`.reference` for the exact rules. On CUDA with Triton the fused
 kernels run (they never materialise the k*k-expanded neighbour tensors); elsewhere the reference runs.
 """
-import os
 from typing import Optional, Tuple
 
 import torch

@@ -152,6 +152,7 @@ def test_other_ops_kernels_see_one_dtype(monkeypatch):
 def test_bf16_training_step_on_gpu(name):
     """A bf16-autocast training step through the default dispatch (A2Mamba's failed on mixed dtypes)."""
     import timm
+
     import zoo  # noqa: F401
     model = timm.create_model(name).cuda().train()
     x = torch.randn(4, 3, 224, 224, device='cuda')
