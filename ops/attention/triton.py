@@ -39,7 +39,7 @@ def _scores(q, k_ptrs, bias_ptrs, offs_m, offs_n, N, M, scale, HAS_BIAS: tl.cons
 
 
 # short sequences (49-256 tokens): smaller query tiles make more programs and waste less of a ragged tile
-@triton.autotune(configs=configs(dict(BLOCK_M=(16, 32, 64), BLOCK_N=(32, 64), num_warps=(2, 4), num_stages=(1, 2)),
+@triton.autotune(configs=configs(dict(BLOCK_M=(16, 32, 64), BLOCK_N=(64,), num_warps=(2, 4)),
                                  interpreted=dict(BLOCK_M=64, BLOCK_N=64)),
                  key=['N', 'M', 'D', 'DV', 'HAS_BIAS'])
 @triton.jit

@@ -49,7 +49,7 @@ def _setup(pid_p, H, W, D, KH: tl.constexpr, KW: tl.constexpr, DH: tl.constexpr,
     return offs_p, offs_e, offs_d, mask_p, mask_pe, mask_ped, sy, py, ry, nj, bx
 
 
-@triton.autotune(configs=configs(dict(BLOCK_P=(16, 32, 64), num_warps=(2, 4, 8)), interpreted=dict(BLOCK_P=128)),
+@triton.autotune(configs=configs(dict(BLOCK_P=(16, 32, 64), num_warps=(2, 4)), interpreted=dict(BLOCK_P=128)),
                  key=['H', 'W', 'D', 'KH', 'KW', 'DH', 'DW'])
 @triton.jit
 def pair_dot_kernel(X, Y, RPB, OUT, H, W, NH, D,
@@ -76,7 +76,7 @@ def pair_dot_kernel(X, Y, RPB, OUT, H, W, NH, D,
         tl.store(out_ptrs + a * KW, s.to(OUT.dtype.element_ty), mask=mask_pe)
 
 
-@triton.autotune(configs=configs(dict(BLOCK_P=(16, 32, 64), num_warps=(2, 4, 8)), interpreted=dict(BLOCK_P=128)),
+@triton.autotune(configs=configs(dict(BLOCK_P=(16, 32, 64), num_warps=(2, 4)), interpreted=dict(BLOCK_P=128)),
                  key=['H', 'W', 'D', 'KH', 'KW', 'DH', 'DW'])
 @triton.jit
 def weighted_sum_kernel(Wt, Y, OUT, H, W, D,
@@ -100,7 +100,7 @@ def weighted_sum_kernel(Wt, Y, OUT, H, W, D,
              mask=mask_p[:, None] & (offs_d[None, :] < D))
 
 
-@triton.autotune(configs=configs(dict(BLOCK_P=(16, 32, 64), num_warps=(2, 4, 8)), interpreted=dict(BLOCK_P=128)),
+@triton.autotune(configs=configs(dict(BLOCK_P=(16, 32, 64), num_warps=(2, 4)), interpreted=dict(BLOCK_P=128)),
                  key=['H', 'W', 'D', 'KH', 'KW', 'DH', 'DW'], reset_to_zero=['OUT'])
 @triton.jit
 def scatter_kernel(Wt, X, OUT, H, W, D,

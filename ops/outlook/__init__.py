@@ -60,7 +60,7 @@ def outlook_attention_triton(
 # ----------------------------------------------------------------------------------------------
 # launchers and torch.library registration (only the Triton path goes through the custom ops)
 
-_BLOCK = 64  # pixels / windows per program
+# pixels / windows per program (BLOCK_P, BLOCK_L) and warps are autotuned (zoo.ops._autotune)
 
 
 def _meta(v: torch.Tensor, logits: torch.Tensor, num_heads: int):
@@ -77,10 +77,10 @@ def _fwd_impl(v, logits, num_heads, kernel_size, padding, stride, scale) -> Tupl
     out = torch.empty_like(v)
     # rows whose pixel falls in the padding are never written nor read
     lse = torch.empty((B, h, w, num_heads, k2), device=v.device, dtype=torch.float32)
-    grid = (_triton.cdiv(H * W, _BLOCK), B * num_heads)
+    grid = lambda meta: (_triton.cdiv(H * W, meta['BLOCK_P']), B * num_heads)  # noqa: E731
     _tk.outlook_fwd_kernel[grid](
         v, logits, out, lse, H, W, h, w, C, num_heads, D, scale,
-        K=kernel_size, PAD=padding, STRIDE=stride, K2P=_triton.next_power_of_2(k2), BLOCK_P=_BLOCK, **blk)
+        K=kernel_size, PAD=padding, STRIDE=stride, K2P=_triton.next_power_of_2(k2), **blk)
     return out, lse
 
 
@@ -91,10 +91,10 @@ def _bwd_impl(dout, v, logits, lse, num_heads, kernel_size, padding, stride, sca
     dv = torch.empty_like(v)
     dlogits = torch.empty_like(logits)
     common = dict(K=kernel_size, PAD=padding, STRIDE=stride, **blk)
-    _tk.outlook_bwd_dlogits_kernel[(_triton.cdiv(h * w, _BLOCK), B * num_heads)](
-        dout, v, logits, dlogits, H, W, h, w, C, num_heads, D, scale, K2P=k2p, BLOCK_L=_BLOCK, **common)
-    _tk.outlook_bwd_dv_kernel[(_triton.cdiv(H * W, _BLOCK), B * num_heads)](
-        dout, logits, lse, dv, H, W, h, w, C, num_heads, D, scale, BLOCK_P=_BLOCK, **common)
+    _tk.outlook_bwd_dlogits_kernel[lambda meta: (_triton.cdiv(h * w, meta['BLOCK_L']), B * num_heads)](
+        dout, v, logits, dlogits, H, W, h, w, C, num_heads, D, scale, K2P=k2p, **common)
+    _tk.outlook_bwd_dv_kernel[lambda meta: (_triton.cdiv(H * W, meta['BLOCK_P']), B * num_heads)](
+        dout, logits, lse, dv, H, W, h, w, C, num_heads, D, scale, **common)
     return dv, dlogits
 
 

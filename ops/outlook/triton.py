@@ -21,6 +21,8 @@ Accumulation is fp32 whatever the input dtype; no tl.dot (the k^2 x k^2 products
 import triton
 import triton.language as tl
 
+from .._autotune import configs
+
 __all__ = ['outlook_fwd_kernel', 'outlook_bwd_dlogits_kernel', 'outlook_bwd_dv_kernel']
 
 
@@ -32,6 +34,8 @@ def _window_of(t, PAD: tl.constexpr, STRIDE: tl.constexpr, K_OFF: tl.constexpr, 
     return tl.where(ok, u // STRIDE, 0), ok
 
 
+@triton.autotune(configs=configs(dict(BLOCK_P=(32, 64, 128), num_warps=(2, 4)), interpreted=dict(BLOCK_P=64)),
+                 key=['H', 'W', 'C', 'NH', 'K', 'STRIDE'])
 @triton.jit
 def outlook_fwd_kernel(
         V, LOGITS, OUT, LSE,
@@ -84,6 +88,8 @@ def outlook_fwd_kernel(
     tl.store(out_ptrs, acc.to(OUT.dtype.element_ty), mask=mask_p[:, None] & mask_d[None, :])
 
 
+@triton.autotune(configs=configs(dict(BLOCK_L=(32, 64, 128), num_warps=(2, 4)), interpreted=dict(BLOCK_L=64)),
+                 key=['H', 'W', 'C', 'NH', 'K', 'STRIDE'])
 @triton.jit
 def outlook_bwd_dlogits_kernel(
         DOUT, V, LOGITS, DLOGITS,
@@ -132,6 +138,8 @@ def outlook_bwd_dlogits_kernel(
                  mask=mask_l[:, None] & mask_q[None, :])
 
 
+@triton.autotune(configs=configs(dict(BLOCK_P=(32, 64, 128), num_warps=(2, 4)), interpreted=dict(BLOCK_P=64)),
+                 key=['H', 'W', 'C', 'NH', 'K', 'STRIDE'])
 @triton.jit
 def outlook_bwd_dv_kernel(
         DOUT, LOGITS, LSE, DV,
