@@ -205,3 +205,23 @@ def test_custom_op_opcheck():
     q, k, v, bias = _inputs(1, 2, 5, 5, 16, 16, (2, 5, 5), torch.float32, 'cpu')
     torch.library.opcheck(torch.ops.zoo.attention_fwd.default, (q, k, v, bias, 0.5),
                           test_utils=('test_schema', 'test_faketensor', 'test_autograd_registration'))
+
+
+@needs_triton
+def test_triton_reads_strided_qkv_views():
+    """q / k / v as the strided views a qkv Linear gives ([B, N, 3, H, D] permuted): the forward reads them in
+    place (no copy), so their strides must be honoured, and the backward gets what it needs."""
+    device = 'cuda' if HAS_CUDA else 'cpu'
+    g = torch.Generator().manual_seed(3)
+    qkv = torch.randn(4, 20, 3, 2, 16, generator=g).to(device).requires_grad_()
+    bias = torch.randn(2, 20, 20, generator=g).to(device)
+    from zoo.ops.attention import attention_triton
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    assert not q.is_contiguous()
+    out = attention_triton(q, k, v, bias)
+    (grad,) = torch.autograd.grad(out.sum(), qkv)
+    ref_in = qkv.detach().double().requires_grad_()
+    ref = attention_reference(*ref_in.permute(2, 0, 3, 1, 4).unbind(0), bias.double())
+    (ref_grad,) = torch.autograd.grad(ref.sum(), ref_in)
+    torch.testing.assert_close(out.double(), ref, atol=2e-5, rtol=2e-5)
+    torch.testing.assert_close(grad.double(), ref_grad, atol=2e-5, rtol=2e-5)
