@@ -53,6 +53,7 @@ Without CUDA the tool runs a smoke version (so it can be tested anywhere): parit
 say "skipped: no CUDA"; the op table runs at small sizes on the CPU (where every mode runs the reference).
 """
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import json
@@ -274,7 +275,7 @@ def main(argv=None) -> int:
         timeout = args.timeouts.get(part) or min(remaining, max(MIN_PART_S, part_timeouts(parts[i:], remaining)))
         if PARTS[part][1] and cuda is False:
             rec = dict(status='skipped', note='skipped: no CUDA', seconds=0)
-        elif timeout < 2:
+        elif timeout < 2 and part not in args.timeouts:
             rec = dict(status='skipped', note='skipped: the budget is spent', seconds=0)
         else:
             if cuda is None and part != 'versions':
@@ -447,6 +448,25 @@ def render_report(out: Path, summary: dict) -> str:
 # ----------------------------------------------------------------------------------------------
 # the parts (each in its own subprocess; torch and the models are imported only here)
 
+class FamilyTimeout(BaseException):
+    """One family used up its share of a part's time (a BaseException: the per-mode ``except Exception`` lets it
+    through to the family loop, which records it and goes on with the next family)."""
+
+
+@contextlib.contextmanager
+def family_limit(seconds: float):
+    """Raise :class:`FamilyTimeout` after ``seconds`` (SIGALRM: lands between Python bytecodes / kernel launches)."""
+    def on_alarm(signum, frame):
+        raise FamilyTimeout(f'stopped after its share of the part\'s time ({seconds:.0f} s)')
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.1))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 class Part:
     """What a part needs: its output file, deadline, sizes; ``save()`` rewrites its JSON."""
 
@@ -458,6 +478,7 @@ class Part:
         self.device = 'cuda' if self.cuda else 'cpu'
         self.families = args.families
         self.data = dict(status='running', rows=[])
+        self.family_deadline = float('inf')
 
     def time_left(self) -> float:
         return self.deadline - time.time()
@@ -477,6 +498,27 @@ class Part:
         from zoo.models._builder import smallest_per_family
         families = self.families or (None if self.cuda else CPU_OP_TABLE_FAMILIES)
         return smallest_per_family(families)
+
+    def each_model(self, min_left: float):
+        """(name, seconds): the models one by one with their fair share of the time left, until ``min_left``."""
+        names = self.models()
+        for i, name in enumerate(names):
+            if self.out_of_time(min_left):
+                return
+            share = self.time_left() / (len(names) - i)
+            self.family_deadline = time.time() + share
+            yield name, share
+
+    @contextlib.contextmanager
+    def guard(self, name: str, share: float):
+        """A hard limit of twice the family's share, so one slow or hung family (a long Triton compile, an
+        interpreter-speed fall-back) cannot starve the rest; its timeout is recorded and the part goes on."""
+        try:
+            with family_limit(min(2 * share, self.time_left() - 1)):
+                yield
+        except FamilyTimeout as e:
+            self.data.setdefault('errors', []).append(dict(model=name, error=f'FamilyTimeout: {e}'))
+            self.save()
 
 
 def run_one_part(args) -> int:
@@ -573,33 +615,32 @@ def part_parity(part: Part) -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     others = [m for m in _modes() if m != 'reference']
-    for name in part.models():
-        if part.out_of_time(5):
-            break
-        batch, side = _realistic(name, part, 8)
-        base = dict(model=name, size=f'{batch}x3x{side}x{side}')
-        try:
-            model = _build(name, part.device)
-            x = torch.randn(batch, getattr(model, 'in_chans', 3), side, side, device=part.device,
-                            generator=torch.Generator(part.device).manual_seed(1))
-            ref = _parity_outputs(model, x, 'reference')
-        except Exception as e:  # noqa: BLE001 - one family's failure is a result, not the end of the part
-            part.data['rows'].append(dict(base, mode='reference', error=_short_error(e)))
-            part.save()
-            continue
-        for mode in others:
-            row = dict(base, mode=mode)
+    for name, share in part.each_model(5):
+        with part.guard(name, share):
+            batch, side = _realistic(name, part, 8)
+            base = dict(model=name, size=f'{batch}x3x{side}x{side}')
             try:
-                got = _parity_outputs(model, x, mode)
-                row.update(fp32=_max_rel(got['fp32'], ref['fp32']), bf16=_max_rel(got['bf16'], ref['bf16']),
-                           grad_fp32=_grad_rel(got['grads'], ref['grads']))
-            except Exception as e:  # noqa: BLE001
-                row['error'] = _short_error(e)
-            part.data['rows'].append(row)
-            part.save()
-        del model
-        with forced_ops_mode(None):
-            torch.cuda.empty_cache()
+                model = _build(name, part.device)
+                x = torch.randn(batch, getattr(model, 'in_chans', 3), side, side, device=part.device,
+                                generator=torch.Generator(part.device).manual_seed(1))
+                ref = _parity_outputs(model, x, 'reference')
+            except Exception as e:  # noqa: BLE001 - one family's failure is a result, not the end of the part
+                part.data['rows'].append(dict(base, mode='reference', error=_short_error(e)))
+                part.save()
+                continue
+            for mode in others:
+                row = dict(base, mode=mode)
+                try:
+                    got = _parity_outputs(model, x, mode)
+                    row.update(fp32=_max_rel(got['fp32'], ref['fp32']), bf16=_max_rel(got['bf16'], ref['bf16']),
+                               grad_fp32=_grad_rel(got['grads'], ref['grads']))
+                except Exception as e:  # noqa: BLE001
+                    row['error'] = _short_error(e)
+                part.data['rows'].append(row)
+                part.save()
+            del model
+            with forced_ops_mode(None):
+                torch.cuda.empty_cache()
 
 
 def _parity_outputs(model, x, mode: str) -> dict:
@@ -655,41 +696,41 @@ def part_kernels(part: Part) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     from zoo.ops._dispatch import forced_ops_mode
-    for name in part.models():
-        if part.out_of_time(5):
-            break
-        batch, side = _realistic(name, part, 8)
-        model = _build(name, part.device)
-        x = torch.randn(batch, getattr(model, 'in_chans', 3), side, side, device=part.device)
-        for autocast in ('fp32', 'bf16'):
-            row = dict(model=name, autocast=autocast, size=f'{batch}x3x{side}x{side}')
-            ctx = (torch.autocast('cuda', dtype=torch.bfloat16) if autocast == 'bf16'
-                   else torch.autocast('cuda', enabled=False))
+    for name, share in part.each_model(5):
+        with part.guard(name, share):
+            batch, side = _realistic(name, part, 8)
+            model = _build(name, part.device)
+            x = torch.randn(batch, getattr(model, 'in_chans', 3), side, side, device=part.device)
+            for autocast in ('fp32', 'bf16'):
+                row = dict(model=name, autocast=autocast, size=f'{batch}x3x{side}x{side}')
+                ctx = (torch.autocast('cuda', dtype=torch.bfloat16) if autocast == 'bf16'
+                       else torch.autocast('cuda', enabled=False))
 
-            def step(model=model, ctx=ctx):
-                with ctx:
-                    out = model(x)
-                out.float().mean().backward()
-            try:
-                with forced_ops_mode('auto'):
-                    model.train()
-                    step()  # compile / autotune outside the profile
-                    torch.cuda.synchronize()
-                    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                        step()
+                def step(model=model, ctx=ctx):
+                    with ctx:
+                        out = model(x)
+                    out.float().mean().backward()
+                try:
+                    with forced_ops_mode('auto'):
+                        model.train()
+                        step()  # compile / autotune outside the profile
                         torch.cuda.synchronize()
-                kernels = {e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA}
-                zoo_kernels = _triton_kernel_names()
-                row['triton'] = sorted(k for k in kernels if any(k == z or k.startswith(z + '_') for z in zoo_kernels))
-                row['sdpa'] = sorted({k[:80] for k in kernels if SDPA_KERNEL.search(k)})
-                row['cuda_kernels'] = len(kernels)
-            except Exception as e:  # noqa: BLE001
-                row['error'] = _short_error(e)
-            model.zero_grad(set_to_none=True)
-            part.data['rows'].append(row)
-            part.save()
-        del model
-        torch.cuda.empty_cache()
+                        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                            step()
+                            torch.cuda.synchronize()
+                    kernels = {e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA}
+                    zoo_kernels = _triton_kernel_names()
+                    row['triton'] = sorted(k for k in kernels
+                                           if any(k == z or k.startswith(z + '_') for z in zoo_kernels))
+                    row['sdpa'] = sorted({k[:80] for k in kernels if SDPA_KERNEL.search(k)})
+                    row['cuda_kernels'] = len(kernels)
+                except Exception as e:  # noqa: BLE001
+                    row['error'] = _short_error(e)
+                model.zero_grad(set_to_none=True)
+                part.data['rows'].append(row)
+                part.save()
+            del model
+            torch.cuda.empty_cache()
 
 
 def part_speed(part: Part) -> None:
@@ -701,52 +742,51 @@ def part_speed(part: Part) -> None:
     from zoo.benchmark import _counterpart, _cuda_peak_mb, _input, _step_fn, _time_once
     from zoo.ops._dispatch import forced_ops_mode
     warmup, runs = (1, 3) if part.quick else (2, 5)
-    for name in part.models():
-        if part.out_of_time(10):
-            break
-        batch, side = _realistic(name, part, 16 if 'catanet' in name else 256 if name in FAST_BATCH_256 else 128)
-        contenders = [(m, '', m) for m in _modes()]
-        timm_name = _counterpart(name, 'timm')
-        if timm_name.startswith('timm:'):
-            contenders.append((timm_name, timm_name, None))
-        bench_args = types.SimpleNamespace(device='cuda', dtype='bf16', compile=False, channels_last=False,
-                                           img_size=side, optimizer='sgd')
-        rows = {tag: dict(model=name, contender=tag, batch=batch, size=side) for tag, _, _ in contenders}
-        part.data['rows'] += list(rows.values())
-        for mode in ('infer', 'train'):
-            steps = {}
-            for tag, who, ops in contenders:
-                try:
-                    with forced_ops_mode(ops):
-                        model = _build_for_bench(who, name, bench_args)
-                        step = _step_fn(model, _input(model, batch, bench_args), mode, bench_args)
-                        for _ in range(warmup):
-                            step()
-                    steps[tag] = (step, ops)
-                except Exception as e:  # noqa: BLE001
-                    rows[tag]['error'] = f'{mode}: {_short_error(e)}'
-            times = {tag: [] for tag in steps}
-            for _ in range(runs):
-                if part.out_of_time(2):
-                    break
-                for tag, (step, ops) in list(steps.items()):
+    for name, share in part.each_model(10):
+        with part.guard(name, share):
+            batch, side = _realistic(name, part, 16 if 'catanet' in name else 256 if name in FAST_BATCH_256 else 128)
+            contenders = [(m, '', m) for m in _modes()]
+            timm_name = _counterpart(name, 'timm')
+            if timm_name.startswith('timm:'):
+                contenders.append((timm_name, timm_name, None))
+            bench_args = types.SimpleNamespace(device='cuda', dtype='bf16', compile=False, channels_last=False,
+                                               img_size=side, optimizer='sgd')
+            rows = {tag: dict(model=name, contender=tag, batch=batch, size=side) for tag, _, _ in contenders}
+            part.data['rows'] += list(rows.values())
+            for mode in ('infer', 'train'):
+                steps = {}
+                for tag, who, ops in contenders:
                     try:
                         with forced_ops_mode(ops):
-                            times[tag].append(_time_once(step, 'cuda'))
+                            model = _build_for_bench(who, name, bench_args)
+                            step = _step_fn(model, _input(model, batch, bench_args), mode, bench_args)
+                            for _ in range(warmup):
+                                step()
+                        steps[tag] = (step, ops)
                     except Exception as e:  # noqa: BLE001
                         rows[tag]['error'] = f'{mode}: {_short_error(e)}'
-                        steps.pop(tag)
-            for tag, (step, ops) in steps.items():
-                if times[tag]:
-                    rows[tag][f'{mode}_ips'] = batch / statistics.median(times[tag])
-                    rows[tag][f'{mode}_times_ms'] = [round(t * 1e3, 3) for t in times[tag]]
-                with forced_ops_mode(ops):
-                    rows[tag][f'{mode}_mb'] = _cuda_peak_mb(step, 'cuda')
-            del steps
-            torch.cuda.empty_cache()
-            part.save()
-            if part.out_of_time(5):
-                break
+                times = {tag: [] for tag in steps}
+                for _ in range(runs):
+                    if part.out_of_time(2):
+                        break
+                    for tag, (step, ops) in list(steps.items()):
+                        try:
+                            with forced_ops_mode(ops):
+                                times[tag].append(_time_once(step, 'cuda'))
+                        except Exception as e:  # noqa: BLE001
+                            rows[tag]['error'] = f'{mode}: {_short_error(e)}'
+                            steps.pop(tag)
+                for tag, (step, ops) in steps.items():
+                    if times[tag]:
+                        rows[tag][f'{mode}_ips'] = batch / statistics.median(times[tag])
+                        rows[tag][f'{mode}_times_ms'] = [round(t * 1e3, 3) for t in times[tag]]
+                    with forced_ops_mode(ops):
+                        rows[tag][f'{mode}_mb'] = _cuda_peak_mb(step, 'cuda')
+                del steps
+                torch.cuda.empty_cache()
+                part.save()
+                if part.out_of_time(5):
+                    break
 
 
 # -- op table ----------------------------------------------------------------------------------
@@ -881,48 +921,47 @@ def part_op_table(part: Part) -> None:
         part.data['note'] = 'CPU smoke run: every mode runs the reference on CPU tensors'
     runs, warmup = (3, 1) if part.quick else (5, 2)
     autocasts = ['fp32', 'bf16'] if part.cuda else ['fp32']
-    for name in part.models():
-        if part.out_of_time(5):
-            break
-        family = family_of(name)
-        batch, side = _realistic(name, part, 16 if 'catanet' in name else 128)
-        try:
-            model = _build(name, part.device).train()
-            x = torch.randn(batch, getattr(model, 'in_chans', 3), side, side, device=part.device)
-            with OpRecorder() as rec:
-                for autocast in autocasts:
-                    rec.autocast = autocast
-                    with torch.autocast(part.device, dtype=torch.bfloat16, enabled=autocast == 'bf16'):
-                        model(x)
-            del model, x
-        except Exception as e:  # noqa: BLE001
-            part.data.setdefault('errors', []).append(dict(model=name, error=_short_error(e)))
-            part.save()
-            continue
-        for call in rec.calls.values():
-            needs_grad = any(a.get('requires_grad') for a in call['args'].values())
-            for backward in ([False, True] if needs_grad else [False]):
-                if part.out_of_time(3):
-                    break
-                base = dict(op=call['op'], family=family, model=name, autocast=call['autocast'],
-                            **{'pass': 'fwd+bwd' if backward else 'fwd'}, grad=backward,
-                            calls_per_forward=call['count'], args=call['args'], signature=_sig_text(call['args']))
-                for mode in modes:
-                    row = dict(base, mode=mode, ms=None, error=None)
-                    try:
-                        with forced_ops_mode(mode), torch.autocast(part.device, dtype=torch.bfloat16,
-                                                                   enabled=call['autocast'] == 'bf16'):
-                            step = _op_step(call['fn'], call['values'], call['args'], backward, part.device)
-                            for _ in range(warmup):
-                                step()
-                            row['ms'] = _time_ms(step, part.device, runs)
-                    except Exception as e:  # noqa: BLE001
-                        row['error'] = _short_error(e)
-                    part.data['rows'].append(row)
-            part.save()
-        rec.calls.clear()
-        if part.cuda:
-            torch.cuda.empty_cache()
+    for name, share in part.each_model(5):
+        with part.guard(name, share):
+            family = family_of(name)
+            batch, side = _realistic(name, part, 16 if 'catanet' in name else 128)
+            try:
+                model = _build(name, part.device).train()
+                x = torch.randn(batch, getattr(model, 'in_chans', 3), side, side, device=part.device)
+                with OpRecorder() as rec:
+                    for autocast in autocasts:
+                        rec.autocast = autocast
+                        with torch.autocast(part.device, dtype=torch.bfloat16, enabled=autocast == 'bf16'):
+                            model(x)
+                del model, x
+            except Exception as e:  # noqa: BLE001
+                part.data.setdefault('errors', []).append(dict(model=name, error=_short_error(e)))
+                part.save()
+                continue
+            for call in rec.calls.values():
+                needs_grad = any(a.get('requires_grad') for a in call['args'].values())
+                for backward in ([False, True] if needs_grad else [False]):
+                    if part.out_of_time(3):
+                        break
+                    base = dict(op=call['op'], family=family, model=name, autocast=call['autocast'],
+                                **{'pass': 'fwd+bwd' if backward else 'fwd'}, grad=backward,
+                                calls_per_forward=call['count'], args=call['args'], signature=_sig_text(call['args']))
+                    for mode in modes:
+                        row = dict(base, mode=mode, ms=None, error=None)
+                        try:
+                            with forced_ops_mode(mode), torch.autocast(part.device, dtype=torch.bfloat16,
+                                                                       enabled=call['autocast'] == 'bf16'):
+                                step = _op_step(call['fn'], call['values'], call['args'], backward, part.device)
+                                for _ in range(warmup):
+                                    step()
+                                row['ms'] = _time_ms(step, part.device, runs)
+                        except Exception as e:  # noqa: BLE001
+                            row['error'] = _short_error(e)
+                        part.data['rows'].append(row)
+                part.save()
+            rec.calls.clear()
+            if part.cuda:
+                torch.cuda.empty_cache()
 
 
 def _version(pkg: str) -> Optional[str]:
