@@ -262,7 +262,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args._part:
         return run_one_part(args)
-    out = Path(args.out)
+    out = Path(args.out).resolve()  # the parts run with the checkout as their working folder
+    args.out = str(out)
     out.mkdir(parents=True, exist_ok=True)
     parts = [p for p in PARTS if p in args.parts]
     start = time.time()
