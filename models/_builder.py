@@ -16,14 +16,15 @@ and builds through :func:`build_zoo_model`, which always resolves the pretrained
 ``zoo_`` name, so a plain name that timm also ships can never pick up timm's cfg.
 """
 import fnmatch
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Iterable, List, Optional
 
 import timm
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 __all__ = [
     'ZOO_PREFIX', 'register_zoo_model', 'zoo_default_cfgs', 'build_zoo_model', 'zoo_model_names',
-    'to_zoo_name', 'is_zoo_model', 'check_image_input',
+    'to_zoo_name', 'is_zoo_model', 'check_image_input', 'family_of', 'smallest_per_family', 'randomize_weights_',
+    'small_input_size',
 ]
 
 ZOO_PREFIX = 'zoo_'
@@ -127,11 +128,50 @@ def count_params(name: str, **kwargs) -> int:
     return _PARAM_COUNTS[key]
 
 
-def smallest_per_family() -> List[str]:
-    """The zoo_ name of each family's smallest model (by parameter count): what fast tests exercise."""
+def smallest_per_family(families: Optional[Iterable[str]] = None) -> List[str]:
+    """The zoo_ name of each family's smallest model (by parameter count): what fast tests exercise.
+
+    ``families`` (family names, e.g. ``['davit', 'volo']``) limits the search to those families.
+    """
+    wanted = set(families) if families is not None else None
     best: Dict[str, tuple] = {}
     for name in zoo_model_names():
-        fam, n = family_of(name), count_params(name)
+        fam = family_of(name)
+        if wanted is not None and fam not in wanted:
+            continue
+        n = count_params(name)
         if fam not in best or n < best[fam][0]:
             best[fam] = (n, name)
     return sorted(name for _, name in best.values())
+
+
+def randomize_weights_(model, seed: int = 0):
+    """Perturb a (CPU) model's weights so no output is trivially ~0: zero-init gammas / heads, identity BN stats.
+
+    For numerical comparisons (ONNX parity, Triton vs reference), where a difference of 0 between two
+    outputs that are both ~0 would prove nothing.
+    """
+    import torch
+    from torch import nn
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim <= 1:
+                p.add_(0.2 * torch.randn(p.shape, generator=g))
+            elif p.abs().max() == 0:
+                p.normal_(0, 0.05, generator=g)
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_var is not None:
+                m.running_mean.normal_(0, 0.1, generator=g)
+                m.running_var.uniform_(0.5, 1.5, generator=g)
+    return model
+
+
+def small_input_size(name: str):
+    """A small test size (H, W) for a registered model: its fixed size where fixed, else max(64, min_input_size)."""
+    cfg = timm.models.get_pretrained_cfg(name.partition('.')[0]) if timm.is_model(name) else None
+    cfg = cfg.to_dict() if cfg is not None else {}
+    if cfg.get('fixed_input_size'):
+        return tuple(cfg['input_size'][1:])
+    side = max(64, *cfg.get('min_input_size', (3, 64, 64))[1:])
+    return side, side

@@ -22,6 +22,8 @@ pytest.importorskip('onnxruntime')
 pytest.importorskip('onnxscript')
 
 import timm  # noqa: E402
+from zoo.models._builder import randomize_weights_ as randomize_  # noqa: E402
+from zoo.models._builder import small_input_size as small_size  # noqa: E402
 from zoo.models._builder import smallest_per_family  # noqa: E402
 from zoo.ops.attention import attention  # noqa: E402
 
@@ -32,32 +34,6 @@ pytestmark = pytest.mark.filterwarnings('ignore')
 
 SMALLEST = smallest_per_family()
 OTHERS = [n for n in zoo.list_models() if n not in SMALLEST]
-
-
-def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Perturb the weights so no output is trivially ~0 (zero-init gammas / heads, identity BN stats)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.ndim <= 1:
-                p.add_(0.2 * torch.randn(p.shape, generator=g))
-            elif p.abs().max() == 0:
-                p.normal_(0, 0.05, generator=g)
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_var is not None:
-                m.running_mean.normal_(0, 0.1, generator=g)
-                m.running_var.uniform_(0.5, 1.5, generator=g)
-    return model
-
-
-def small_size(name: str):
-    """The small test size: the fixed size where fixed, else max(64, min_input_size)."""
-    cfg = timm.models.get_pretrained_cfg(name.partition('.')[0]) if timm.is_model(name) else None
-    cfg = cfg.to_dict() if cfg is not None else {}
-    if cfg.get('fixed_input_size'):
-        return tuple(cfg['input_size'][1:])
-    side = max(64, *cfg.get('min_input_size', (3, 64, 64))[1:])
-    return side, side
 
 
 @pytest.fixture(scope='session')

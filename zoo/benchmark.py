@@ -4,7 +4,8 @@
     zoo benchmark --models zoo_davit_tiny --compare reference --device cuda --dtype bf16 --batch-sizes 256
 
 For every model and setting it measures inference images/s and a training step (forward,
-backward, AdamW step) images/s, plus peak memory, for the zoo model and for its counterpart:
+backward, ``--optimizer`` step: AdamW by default) images/s, plus peak memory, for the zoo model and for
+its counterpart:
 
 * ``--compare timm``: timm's own model of the same plain name (same weights, so the same
   numbers; falls back to ``reference`` where timm has no such model);
@@ -70,6 +71,7 @@ def parse_args(argv=None):
     p.add_argument('--dtype', choices=sorted(DTYPES), default='fp32', help='autocast dtype (fp32 = no autocast)')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--mode', choices=['infer', 'train', 'both'], default='infer')
+    p.add_argument('--optimizer', choices=['adamw', 'sgd'], default='adamw', help='the training step\'s optimizer')
     p.add_argument('--channels-last', action='store_true')
     p.add_argument('--compile', action='store_true', help='torch.compile both models')
     p.add_argument('--threads', type=int, default=None, help='CPU threads (default: torch default)')
@@ -151,7 +153,8 @@ def _step_fn(model, x, mode: str, args) -> Callable[[], None]:
                 fwd(x)
         return step
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = (torch.optim.SGD(model.parameters(), lr=1e-4) if args.optimizer == 'sgd'
+           else torch.optim.AdamW(model.parameters(), lr=1e-4))
 
     def step():
         with autocast:
@@ -199,7 +202,7 @@ def _cpu_peak_mb(which: str, name: str, mode: str, batch: int, args) -> Optional
     """Peak RSS growth of a fresh process that builds the model and runs two steps."""
     cmd = [sys.executable, '-m', 'zoo.benchmark', '--_memprobe', which or 'zoo', name,
            '--mode', mode, '--batch-sizes', str(batch), '--img-size', str(args.img_size), '--dtype', args.dtype,
-           '--device', 'cpu'] + (['--channels-last'] if args.channels_last else [])
+           '--device', 'cpu', '--optimizer', args.optimizer] + (['--channels-last'] if args.channels_last else [])
     if args.threads:
         cmd += ['--threads', str(args.threads)]
     env = dict(os.environ, ZOO_OPS='reference' if which == 'reference' else os.environ.get('ZOO_OPS', 'auto'))

@@ -6,6 +6,7 @@
     zoo export ...      ONNX export checked in ONNX Runtime (tools/export_onnx.py)
     zoo convert ...     official checkpoint -> zoo safetensors (tools/convert_weights.py)
     zoo sr ...          super-resolve images / PSNR-SSIM eval (tools/super_resolve.py)
+    zoo gpu-check ...   one-call GPU check: versions, op tests, parity, kernels, speed (tools/gpu_check.py)
     zoo list [PATTERN]  the registered models
 """
 import importlib
@@ -19,6 +20,7 @@ COMMANDS = {
     'export': 'zoo.export_onnx',
     'convert': 'zoo.convert',
     'sr': 'zoo.super_resolve',
+    'gpu-check': 'zoo.gpu_check',
 }
 
 
