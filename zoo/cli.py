@@ -6,6 +6,9 @@
     zoo export ...      ONNX export checked in ONNX Runtime (tools/export_onnx.py)
     zoo convert ...     official checkpoint -> zoo safetensors (tools/convert_weights.py)
     zoo sr ...          super-resolve images / PSNR-SSIM eval (tools/super_resolve.py)
+    zoo predict ...     top-k classes of images: checkpoint, model name or .onnx (tools/predict.py)
+    zoo mm-demo ...     draw an mmdet / mmseg model's prediction on images (tools/mm_demo.py)
+    zoo digits DIR      write the embedded digits as an ImageFolder of PNGs (DIR/val/<class>/*.png)
     zoo list [PATTERN]  the registered models
 """
 import importlib
@@ -19,6 +22,9 @@ COMMANDS = {
     'export': 'zoo.export_onnx',
     'convert': 'zoo.convert',
     'sr': 'zoo.super_resolve',
+    'predict': 'zoo.predict',
+    'mm-demo': 'zoo.mm_demo',
+    'digits': 'zoo.data',
 }
 
 
