@@ -61,7 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--pretrained', action='store_true',
                    help="the model's default pretrained weights (the default when no --checkpoint is given)")
     g.add_argument('--num-classes', type=int, default=None, help='classifier size (default: checkpoint / model cfg)')
-    g.add_argument('--class-map', default=None, metavar='FILE', help='text file, one class name per line (index = line)')
+    g.add_argument('--class-map', default=None, metavar='FILE',
+                   help='text file, one class name per line (index = line)')
     g = p.add_argument_group('preprocessing (default: the checkpoint\'s training data config, else the model cfg)')
     g.add_argument('--img-size', type=int, default=None, help='square input size')
     g.add_argument('--input-size', type=int, nargs=3, default=None, metavar=('C', 'H', 'W'))
@@ -253,7 +254,7 @@ def onnx_metadata(model: torch.nn.Module, img_size: Tuple[int, int]) -> Dict[str
     meta = {'zoo_arch': cfg.get('architecture'), 'num_classes': getattr(model, 'num_classes', None),
             'img_size': img_size[0] if img_size[0] == img_size[1] else None, 'classes': cfg.get('label_names'),
             'data_config': {k: list(v) if isinstance(v, tuple) else v for k, v in dc.items()}}
-    return {k: json.dumps(v) for k, v in meta.items() if v is not None}
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items() if v is not None}
 
 
 def write_onnx_metadata(path: str, props: Dict[str, str]):
