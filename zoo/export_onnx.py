@@ -515,8 +515,8 @@ def export(
     try:
         t0 = time.perf_counter()
         export_model(model, tmp_path, img_size, in_chans, opset, dynamic_size, fp16, exporter, names)
-        if not features:  # the preprocessing and class names, for zoo predict
-            from zoo.predict import onnx_metadata, write_onnx_metadata
+        if not features and getattr(model, 'num_classes', 0):  # a classifier: its preprocessing and classes,
+            from zoo.predict import onnx_metadata, write_onnx_metadata  # for zoo predict
             write_onnx_metadata(tmp_path, onnx_metadata(model, img_size))
         log(f'exported {name} ({exporter}, opset {opset}, {"fp16" if fp16 else "fp32"}, '
             f'{"features " + ",".join(names) if features else "logits"}) at {img_size[0]}x{img_size[1]}, '
