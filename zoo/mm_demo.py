@@ -92,17 +92,14 @@ def read_checkpoint(path: str):
 
 
 def load_strictly(model: torch.nn.Module, state: Dict[str, torch.Tensor], checkpoint: str, config: str):
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    reshaped = [f'{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}' for k in state
-                if k in own and state[k].shape != own[k].shape]
-    if missing or unexpected or reshaped:
-        raise ValueError(
-            f'{checkpoint} does not match {config}: {len(missing)} missing keys {missing[:4]}, {len(unexpected)} '
-            f'unexpected {unexpected[:4]}, {len(reshaped)} of other shape (checkpoint vs model) {reshaped[:3]} '
-            '(a checkpoint of another model, backbone or number of classes?)')
-    model.load_state_dict(state, strict=True)
+    """torch's strict load; its report (missing, unexpected, size mismatches: every key) shortened per kind."""
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        kinds = [part.strip() for part in str(e).split('\n\t')[1:]]
+        short = '; '.join(k if len(k) < 300 else k[:300] + ' ...' for k in kinds) or str(e)[:600]
+        raise ValueError(f'{checkpoint} does not match {config} (a checkpoint of another model, backbone or '
+                         f'number of classes?): {short}') from None
 
 
 def build_model(config: str, checkpoint: str, device: str, cfg_options: Optional[List[str]] = None):
