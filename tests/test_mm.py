@@ -391,31 +391,58 @@ def _seg_cfg(data_root, work_dir, iters):
                               sampler=dict(type='DefaultSampler', shuffle=False),
                               dataset=dict(dataset, pipeline=load + [dict(type='PackSegInputs')]))
     cfg.test_dataloader = cfg.val_dataloader
+    cfg.test_pipeline = [dict(type='LoadImageFromFile'), dict(type='PackSegInputs')]  # mmseg's inference_model
     cfg.val_evaluator = dict(type='IoUMetric', iou_metrics=['mIoU'])
     cfg.test_evaluator = cfg.val_evaluator
     return _short_schedule(cfg, work_dir, iters, lr=1e-3)
 
 
-def _train_and_check(cfg, metric_keys):
+def _train(cfg):
+    """(runner after training and validation, its checkpoint)."""
     from mmengine.runner import Runner
     runner = Runner.from_cfg(cfg)
     runner.train()
+    ckpts = glob.glob(os.path.join(cfg.work_dir, 'iter_*.pth'))
+    return runner, ckpts[0] if ckpts else None
+
+
+def _check_training(runner, ckpt, metric_keys):
     losses = runner.message_hub.get_scalar('train/loss').data[0].tolist()
-    assert len(losses) == cfg.train_cfg['max_iters'] and all(np.isfinite(losses))
+    assert len(losses) == runner.cfg.train_cfg['max_iters'] and all(np.isfinite(losses))
     half = len(losses) // 2
     assert np.mean(losses[half:]) < np.mean(losses[:half]), f'loss did not fall: {losses}'
     metrics = {k: v for k, v in runner.message_hub.log_scalars.items() if k.startswith('val/')}
     for key in metric_keys:
         assert f'val/{key}' in metrics, f'{key} missing from {sorted(metrics)}'
         assert np.isfinite(metrics[f'val/{key}'].current())
-    ckpts = glob.glob(os.path.join(cfg.work_dir, 'iter_*.pth'))
-    assert ckpts
-    return runner, ckpts[0]
+    assert ckpt is not None and os.path.isfile(ckpt)
 
 
-def test_runner_retinanet_train_val_and_resume(coco_tiny, tmp_path):
-    cfg = _det_cfg('zoo_retinanet_1x_coco.py', coco_tiny, str(tmp_path / 'retina'), iters=6, with_mask=False)
-    runner, ckpt = _train_and_check(cfg, ['coco/bbox_mAP'])
+def _train_and_check(cfg, metric_keys):
+    runner, ckpt = _train(cfg)
+    _check_training(runner, ckpt, metric_keys)
+    return runner, ckpt
+
+
+@pytest.fixture(scope='module')
+def retinanet_run(coco_tiny, tmp_path_factory):
+    """A RetinaNet trained for 6 iterations on coco_tiny: (runner, checkpoint)."""
+    cfg = _det_cfg('zoo_retinanet_1x_coco.py', coco_tiny, str(tmp_path_factory.mktemp('retina')), iters=6,
+                   with_mask=False)
+    return _train(cfg)
+
+
+@pytest.fixture(scope='module')
+def upernet_run(seg_tiny, tmp_path_factory):
+    """An UperNet trained for 6 iterations on seg_tiny: (runner, checkpoint)."""
+    cfg = _seg_cfg(seg_tiny, str(tmp_path_factory.mktemp('upernet')), iters=6)
+    return _train(cfg)
+
+
+def test_runner_retinanet_train_val_and_resume(retinanet_run):
+    runner, ckpt = retinanet_run
+    _check_training(runner, ckpt, ['coco/bbox_mAP'])
+    cfg = runner.cfg
     # resume and test go through mmengine's own torch.load under weights_only=True (safe loading stays on)
     from mmengine.runner import Runner
     resumed = cfg.copy()
@@ -436,8 +463,56 @@ def test_runner_mask_rcnn_train_val(coco_tiny, tmp_path):
     _train_and_check(cfg, ['coco/bbox_mAP', 'coco/segm_mAP'])
 
 
-def test_runner_upernet_train_val(seg_tiny, tmp_path):
-    cfg = _seg_cfg(seg_tiny, str(tmp_path / 'upernet'), iters=6)
-    _train_and_check(cfg, ['mIoU'])
+def test_runner_upernet_train_val(upernet_run):
+    _check_training(*upernet_run, ['mIoU'])
 
-# every shipped config builds with its family's smallest backbone and runs one forward: tests/test_mm_configs.py
+
+
+# ------------------------------------------------------------------------------------------------
+# zoo mm-demo on the trained runs
+# ------------------------------------------------------------------------------------------------
+def _demo_inputs(folder, seed):
+    """One square and one non-square generated picture, and a file that is no image."""
+    import cv2
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder)
+    sizes = {'square.png': (128, 128), 'wide.png': (96, 160)}
+    for name, size in sizes.items():
+        cv2.imwrite(str(folder / name), _draw_shapes(rng, size, 2)[0][..., ::-1])
+    (folder / 'broken.png').write_bytes(b'not a png')
+    return sizes
+
+
+@pytest.mark.parametrize('run', ['retinanet_run', 'upernet_run'])
+def test_mm_demo_draws_the_prediction(run, request, tmp_path, capsys):
+    from PIL import Image
+
+    from zoo import mm_demo
+    runner, ckpt = request.getfixturevalue(run)
+    config = str(tmp_path / 'config.py')
+    runner.cfg.dump(config)
+    sizes = _demo_inputs(tmp_path / 'in', seed=7)
+    out = tmp_path / 'out'
+    assert mm_demo.main([config, ckpt, str(tmp_path / 'in'), '--out-dir', str(out), '--score-thr', '0']) == 0
+    printed = capsys.readouterr()
+    assert 'broken.png' in printed.err  # reported and skipped
+    assert sorted(os.listdir(out)) == sorted(sizes)
+    for name, (h, w) in sizes.items():
+        with Image.open(out / name) as drawn, Image.open(tmp_path / 'in' / name) as original:
+            assert drawn.size == (w, h) and drawn.mode == 'RGB'
+            # the prediction is drawn over the picture: boxes (score threshold 0) or the blended class map
+            changed = np.abs(np.asarray(drawn, np.int16) - np.asarray(original.convert('RGB'), np.int16)).max(-1) > 0
+            assert 0.005 < changed.mean(), f'{name}: nothing drawn'
+    assert ('detections >= 0.0' if run == 'retinanet_run' else 'pixels: ') in printed.out
+    assert mm_demo.main([config, ckpt, str(tmp_path / 'in'), '--out-dir', str(out), '--strict']) == 2
+
+
+def test_mm_demo_refuses_a_checkpoint_of_another_model(retinanet_run, upernet_run, tmp_path):
+    from zoo import mm_demo
+    (det_runner, det_ckpt), (_, seg_ckpt) = retinanet_run, upernet_run
+    config = str(tmp_path / 'retina.py')
+    det_runner.cfg.dump(config)
+    with pytest.raises(ValueError, match=r'does not match .*Missing key.*neck.*Unexpected key.*decode_head'):
+        mm_demo.build_model(config, seg_ckpt, 'cpu')
+    with pytest.raises(ValueError, match=r'does not match .*size mismatch for bbox_head.retina_cls.weight'):
+        mm_demo.build_model(config, det_ckpt, 'cpu', ['model.bbox_head.num_classes=3'])

@@ -7,6 +7,9 @@
     zoo convert ...     official checkpoint -> zoo safetensors (tools/convert_weights.py)
     zoo sr ...          super-resolve images / PSNR-SSIM eval (tools/super_resolve.py)
     zoo gpu-check ...   one-call GPU check: versions, op tests, parity, kernels, speed (tools/gpu_check.py)
+    zoo predict ...     top-k classes of images: checkpoint, model name or .onnx (tools/predict.py)
+    zoo mm-demo ...     draw an mmdet / mmseg model's prediction on images (tools/mm_demo.py)
+    zoo digits DIR      write the embedded digits as an ImageFolder of PNGs (DIR/val/<class>/*.png)
     zoo list [PATTERN]  the registered models
 """
 import importlib
@@ -21,6 +24,9 @@ COMMANDS = {
     'convert': 'zoo.convert',
     'sr': 'zoo.super_resolve',
     'gpu-check': 'zoo.gpu_check',
+    'predict': 'zoo.predict',
+    'mm-demo': 'zoo.mm_demo',
+    'digits': 'zoo.data',
 }
 
 

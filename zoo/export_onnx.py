@@ -112,7 +112,9 @@ def build_model(
     if checkpoint is not None:
         if not os.path.isfile(checkpoint):
             raise FileNotFoundError(f'--checkpoint {checkpoint!r}: no such file')
-        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=os.path.abspath(checkpoint)))
+        overlay = _trained_cfg(name, checkpoint, num_classes)
+        num_classes = overlay.get('num_classes', num_classes)
+        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(overlay, file=os.path.abspath(checkpoint)))
     if features:
         kwargs['features_only'] = True
         if out_indices is not None:
@@ -122,6 +124,21 @@ def build_model(
     with reference_ops():
         model = timm.create_model(resolve_model_name(name), **kwargs)
     return model.eval()
+
+
+def _trained_cfg(name: str, checkpoint: str, num_classes: Optional[int]) -> Dict[str, Any]:
+    """pretrained_cfg entries from a ``zoo train`` checkpoint's metadata: its classifier size (so timm keeps the
+    head instead of dropping it as a size mismatch), class names and training data config (the export size and
+    what ``zoo predict`` reads back from the ONNX file). {} for other checkpoints."""
+    from zoo.validate import checkpoint_metadata
+    meta = checkpoint_metadata(checkpoint)
+    if meta.get('zoo_arch') and resolve_model_name(meta['zoo_arch']) != resolve_model_name(name):
+        raise ValueError(f'{checkpoint!r} is a checkpoint of {meta["zoo_arch"]}, not of {name}')
+    if not meta.get('num_classes') or (num_classes is not None and num_classes != meta['num_classes']):
+        return {}
+    cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in (meta.get('data_config') or {}).items()
+           if k in ('input_size', 'interpolation', 'mean', 'std', 'crop_pct', 'crop_mode')}
+    return dict(cfg, num_classes=meta['num_classes'], label_names=meta.get('classes'))
 
 
 def default_input_size(model: nn.Module) -> Tuple[int, int]:
@@ -498,6 +515,9 @@ def export(
     try:
         t0 = time.perf_counter()
         export_model(model, tmp_path, img_size, in_chans, opset, dynamic_size, fp16, exporter, names)
+        if not features and getattr(model, 'num_classes', 0):  # a classifier: its preprocessing and classes,
+            from zoo.predict import onnx_metadata, write_onnx_metadata  # for zoo predict
+            write_onnx_metadata(tmp_path, onnx_metadata(model, img_size))
         log(f'exported {name} ({exporter}, opset {opset}, {"fp16" if fp16 else "fp32"}, '
             f'{"features " + ",".join(names) if features else "logits"}) at {img_size[0]}x{img_size[1]}, '
             f'dynamic {"batch/height/width" if dynamic_size else "batch"}, in {time.perf_counter() - t0:.1f} s')

@@ -60,12 +60,20 @@ def _parse_meta(meta):
     return out
 
 
-def validate(args: argparse.Namespace) -> dict:
-    from timm.data import resolve_data_config
+def checkpoint_metadata(path: str) -> dict:
+    """The metadata ``zoo train`` stores in a .safetensors checkpoint (arch, classes, data config), parsed;
+    {} for other files. Reads the header only."""
+    if not str(path).endswith('.safetensors') or not os.path.isfile(path):
+        return {}
+    from safetensors import safe_open
+    with safe_open(path, framework='pt') as f:
+        return _parse_meta(f.metadata() or {})
+
+
+def resolve_checkpoint(args: argparse.Namespace):
+    """(timm name, state dict, parsed metadata, the model's pretrained cfg) from ``--model`` / ``--checkpoint``;
+    the name stored in a zoo checkpoint is the default and must agree with ``--model``."""
     from timm.models import get_pretrained_cfg
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device, rank, _, world = init_distributed(args.device)
     if not args.checkpoint and not args.pretrained:
         raise ValueError('give --checkpoint FILE (or --pretrained for the default weights)')
     state, meta = read_weights(args.checkpoint) if args.checkpoint else ({}, {})
@@ -76,10 +84,32 @@ def validate(args: argparse.Namespace) -> dict:
     trained_as = meta.get('zoo_arch')
     if trained_as and resolve_model(trained_as) != name:
         raise ValueError(f'{args.checkpoint!r} is a checkpoint of {trained_as}, not of {name}')
+    cfg = get_pretrained_cfg(name.partition('.')[0])
+    return name, state, meta, cfg.to_dict() if cfg is not None else {}
+
+
+def eval_data_config(args: argparse.Namespace, meta: dict, cfg: dict) -> dict:
+    """The eval preprocessing: the checkpoint's training data config (else the model cfg), flags win."""
+    from timm.data import resolve_data_config
+    overrides = dict(meta.get('data_config') or {})
+    overrides.update({k: getattr(args, k) for k in ('crop_pct', 'mean', 'std', 'interpolation')
+                      if getattr(args, k, None) is not None})
+    if getattr(args, 'input_size', None):
+        overrides['input_size'] = tuple(args.input_size)
+    elif args.img_size:
+        overrides['input_size'] = (3, args.img_size, args.img_size)
+    elif meta.get('img_size'):
+        overrides['input_size'] = (3, int(meta['img_size']), int(meta['img_size']))
+    return resolve_data_config(overrides, pretrained_cfg=cfg)
+
+
+def validate(args: argparse.Namespace) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device, rank, _, world = init_distributed(args.device)
+    name, state, meta, cfg = resolve_checkpoint(args)
 
     dataset = zdata.create_dataset(args.data_dir, args.split, strict=args.strict_data)
-    cfg = get_pretrained_cfg(name.partition('.')[0])
-    cfg = cfg.to_dict() if cfg is not None else {}
     ckpt_classes = meta.get('num_classes') or (cfg.get('num_classes') if not args.checkpoint else None)
     num_classes = args.num_classes or ckpt_classes or dataset.num_classes
     if args.num_classes is None and num_classes != dataset.num_classes:
@@ -90,14 +120,7 @@ def validate(args: argparse.Namespace) -> dict:
         dataset = zdata.create_dataset(args.data_dir, args.split, strict=args.strict_data,
                                        class_names=meta['classes'])
 
-    overrides = dict(meta.get('data_config') or {})
-    overrides.update({k: getattr(args, k) for k in ('crop_pct', 'mean', 'std', 'interpolation')
-                      if getattr(args, k) is not None})
-    if args.img_size:
-        overrides['input_size'] = (3, args.img_size, args.img_size)
-    elif meta.get('img_size'):
-        overrides['input_size'] = (3, int(meta['img_size']), int(meta['img_size']))
-    dc = resolve_data_config(overrides, pretrained_cfg=cfg)
+    dc = eval_data_config(args, meta, cfg)
     img_size = int(dc['input_size'][-1])
 
     model = create_model(name, num_classes, img_size, pretrained=args.pretrained)
