@@ -202,9 +202,9 @@ def test_cli_model_kwargs_make_volo_dynamic(tmp_path, capsys):
 
 
 def test_bad_inputs(tmp_path, capsys):
-    assert main(['no_such_model_xyz', '--output', str(tmp_path / 'x.onnx')]) == 1
+    assert main(['no_such_model_xyz', '--output', str(tmp_path / 'x.onnx')]) == 2
     assert 'unknown zoo model' in capsys.readouterr().err
-    assert main(['test_resnet', '--checkpoint', str(tmp_path / 'missing.pth')]) == 1
+    assert main(['test_resnet', '--checkpoint', str(tmp_path / 'missing.pth')]) == 2
     assert 'no such file' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(['test_resnet', '--img-size', '1', '2', '3'])

@@ -39,8 +39,8 @@ def checkpoint_error(path: str, e: BaseException) -> Optional[UserError]:
     the file's content (a bug elsewhere keeps its own traceback)."""
     if isinstance(e, UserError):
         return e
-    if isinstance(e, pickle.UnpicklingError):  # torch.load(weights_only=True) refusing a global
-        return PickledCodeError(path)
+    if isinstance(e, pickle.UnpicklingError) or (isinstance(e, ValueError) and 'allow_pickle' in str(e)):
+        return PickledCodeError(path)  # torch.load(weights_only=True) / np.load refusing pickled objects
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if type(e).__name__ == 'SafetensorError':
         return UserError(f'{path}: not a readable safetensors file ({text})')
