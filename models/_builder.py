@@ -204,7 +204,7 @@ def _prepare_pretrained_source(name: str, kwargs: dict) -> str:
         return path
     if isinstance(location, str) and location:
         return location
-    return f'the pretrained_cfg state_dict' if load_from == 'state_dict' else f'{name} weights ({load_from})'
+    return 'the pretrained_cfg state_dict' if load_from == 'state_dict' else f'{name} weights ({load_from})'
 
 
 def to_zoo_name(name: str) -> str:

@@ -39,8 +39,11 @@ def checkpoint_error(path: str, e: BaseException) -> Optional[UserError]:
     the file's content (a bug elsewhere keeps its own traceback)."""
     if isinstance(e, UserError):
         return e
-    if isinstance(e, pickle.UnpicklingError) or (isinstance(e, ValueError) and 'allow_pickle' in str(e)):
-        return PickledCodeError(path)  # torch.load(weights_only=True) / np.load refusing pickled objects
+    cause = e
+    while cause is not None:  # timm re-raises torch's refusal as a RuntimeError with the UnpicklingError as cause
+        if isinstance(cause, pickle.UnpicklingError) or (isinstance(cause, ValueError) and 'allow_pickle' in str(cause)):
+            return PickledCodeError(path)  # torch.load(weights_only=True) / np.load refusing pickled objects
+        cause = cause.__cause__
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if type(e).__name__ == 'SafetensorError':
         return UserError(f'{path}: not a readable safetensors file ({text})')
