@@ -109,7 +109,12 @@ def build_zoo_model(model_cls, variant: str, pretrained: bool = False, **kwargs)
     reports = []
 
     def filter_and_measure(state_dict, model):
-        state_dict = family_filter(state_dict, model) if family_filter is not None else state_dict
+        if family_filter is not None:
+            try:
+                state_dict = family_filter(state_dict, model)
+            except Exception as e:  # noqa: BLE001  (a converter meeting tensors it cannot map: name the file)
+                raise _user_error(f'{source} could not be converted for {name} ({type(e).__name__}: {e}): a '
+                                  'checkpoint of another architecture or variant?') from e
         reports.append(LoadReport.measure(state_dict, model))
         return state_dict
 
