@@ -1,6 +1,7 @@
 """The `zoo` command and every tool's errors: one line naming the file or flag and the problem, a non-zero exit,
 the traceback only with --verbose; argument errors answered before any model is built; `zoo --help` without
 torch; checkpoints holding pickled code refused by every loading path with one line naming the file."""
+import importlib.util
 import os
 import subprocess
 import sys
@@ -99,6 +100,10 @@ def test_bad_checkpoint_files_are_one_line(tmp_path, capsys, evil):
     assert cli.main(['train', '--model', 'test_vit', '--pretrained-path', str(evil), '--output',
                      str(tmp_path / 'r'), '--workers', '0', '--epochs', '1', '--img-size', '32']) == 2
     one_line_error(capsys, 'this file holds pickled code and was not loaded')
+    if importlib.util.find_spec('onnxscript') and importlib.util.find_spec('onnxruntime'):
+        for model in ('test_vit', 'efficientvit_m0'):  # a timm model and a zoo model
+            assert cli.main(['export', model, '--checkpoint', str(evil), '-o', str(tmp_path / 'x.onnx')]) == 2
+            one_line_error(capsys, f'this file holds pickled code and was not loaded: {evil}')
     run = tmp_path / 'evil_run'
     run.mkdir()
     (run / 'last.state.pt').write_bytes(evil.read_bytes())

@@ -82,9 +82,9 @@ def test_partial_load_reports_the_fraction(tmp_path, caplog):
 def test_weight_cache_names_are_unique_per_weight(monkeypatch):
     import pytest
     import timm
+    from zoo.models import _builder
 
     import zoo
-    from zoo.models import _builder
     names = {}
     for model in zoo.list_models():
         for tagged in timm.list_pretrained(model, exclude_filters=()):

@@ -41,8 +41,10 @@ def checkpoint_error(path: str, e: BaseException) -> Optional[UserError]:
         return e
     cause = e
     while cause is not None:  # timm re-raises torch's refusal as a RuntimeError with the UnpicklingError as cause
-        if isinstance(cause, pickle.UnpicklingError) or (isinstance(cause, ValueError) and 'allow_pickle' in str(cause)):
-            return PickledCodeError(path)  # torch.load(weights_only=True) / np.load refusing pickled objects
+        # torch.load(weights_only=True) / np.load(allow_pickle=False) refusing pickled objects
+        refused_numpy_pickle = isinstance(cause, ValueError) and 'allow_pickle' in str(cause)
+        if isinstance(cause, pickle.UnpicklingError) or refused_numpy_pickle:
+            return PickledCodeError(path)
         cause = cause.__cause__
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if type(e).__name__ == 'SafetensorError':

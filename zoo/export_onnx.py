@@ -152,7 +152,8 @@ def build_model(
             kwargs['out_indices'] = tuple(out_indices)
     if num_classes is not None:
         kwargs['num_classes'] = num_classes
-    with reference_ops():
+    from zoo.errors import reading_checkpoint
+    with reference_ops(), reading_checkpoint(checkpoint or name):  # timm models' files too: one line naming it
         model = timm.create_model(resolve_model_name(name), **kwargs)
     return model.eval()
 
