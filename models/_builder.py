@@ -16,10 +16,16 @@ and builds through :func:`build_zoo_model`, which always resolves the pretrained
 ``zoo_`` name, so a plain name that timm also ships can never pick up timm's cfg.
 """
 import fnmatch
+import logging
+import os
 from typing import Callable, Dict, Iterable, List, Optional
+from urllib.parse import urlparse
 
 import timm
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._hub import download_cached_file
+
+_logger = logging.getLogger(__name__)
 
 __all__ = [
     'ZOO_PREFIX', 'register_zoo_model', 'zoo_default_cfgs', 'build_zoo_model', 'zoo_model_names',
@@ -83,8 +89,128 @@ def check_image_input(x, in_chans: int, family: str, min_size: int = 1, why: str
 
 
 def build_zoo_model(model_cls, variant: str, pretrained: bool = False, **kwargs):
-    """`timm.models.build_model_with_cfg` with the pretrained cfg of ``zoo_<variant>``."""
-    return build_model_with_cfg(model_cls, to_zoo_name(variant), pretrained, **kwargs)
+    """`timm.models.build_model_with_cfg` with the pretrained cfg of ``zoo_<variant>``, and pretrained loading
+    that cannot go wrong silently.
+
+    timm loads every ``features_only`` model non-strictly (the classifier is dropped), so a checkpoint of
+    another architecture would leave the model random with only a logged warning. Here the checkpoint, after
+    the family's ``checkpoint_filter_fn``, is compared with the model itself (classifier aside):
+    ``pretrained_strict=True`` (timm's default) raises on any missing or unexpected tensor; a non-strict load
+    logs the fraction of the parameters it filled and raises below ``pretrained_min_loaded`` (default
+    ``MIN_LOADED``; pass 0 to accept any partial load). A missing local file, a refused pickle or a corrupt
+    file raise one-line errors naming the file.
+    """
+    name = to_zoo_name(variant)
+    if not pretrained:
+        return build_model_with_cfg(model_cls, name, pretrained, **kwargs)
+    min_loaded = float(kwargs.pop('pretrained_min_loaded', MIN_LOADED))
+    strict = kwargs.get('pretrained_strict', True)
+    source = _prepare_pretrained_source(name, kwargs)
+    family_filter = kwargs.pop('pretrained_filter_fn', None)
+    reports = []
+
+    def filter_and_measure(state_dict, model):
+        if family_filter is not None:
+            try:
+                state_dict = family_filter(state_dict, model)
+            except Exception as e:  # noqa: BLE001  (a converter meeting tensors it cannot map: name the file)
+                raise _user_error(f'{source} could not be converted for {name} ({type(e).__name__}: {e}): a '
+                                  'checkpoint of another architecture or variant?') from e
+        reports.append(LoadReport.measure(state_dict, model))
+        return state_dict
+
+    from zoo.errors import reading_checkpoint
+    with reading_checkpoint(source):
+        model = build_model_with_cfg(model_cls, name, pretrained, pretrained_filter_fn=filter_and_measure, **kwargs)
+    if reports:
+        reports[0].enforce(name, source, strict, min_loaded)
+    return model
+
+
+# a non-strict pretrained load that fills less than this fraction of the parameters is an error
+MIN_LOADED = 0.5
+
+
+class LoadReport:
+    """What a (filtered) checkpoint covers of a model: tensors missing, unexpected, and the loaded fraction."""
+
+    def __init__(self, missing: List[str], unexpected: List[str], loaded: int, total: int):
+        self.missing, self.unexpected, self.loaded, self.total = missing, unexpected, loaded, total
+
+    @property
+    def fraction(self) -> float:
+        return self.loaded / self.total if self.total else 1.0
+
+    @classmethod
+    def measure(cls, state_dict, model) -> 'LoadReport':
+        classifier = (getattr(model, 'pretrained_cfg', None) or {}).get('classifier') or ()
+        heads = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+
+        def is_head(key):  # the classifier may be dropped or replaced (new num_classes, features_only)
+            return any(key == h or key.startswith(h + '.') for h in heads)
+
+        own = {k: v for k, v in model.state_dict().items() if not is_head(k)}
+        missing = [k for k in own if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in own and not is_head(k)]
+        loaded = sum(v.numel() for k, v in own.items() if k in state_dict)
+        return cls(missing, unexpected, loaded, sum(v.numel() for v in own.values()))
+
+    def describe(self) -> str:
+        return (f'{100 * self.fraction:.1f}% of the parameters loaded; {len(self.missing)} tensors missing '
+                f'{self.missing[:3]}, {len(self.unexpected)} unexpected {self.unexpected[:3]}')
+
+    def enforce(self, name: str, source: str, strict: bool, min_loaded: float):
+        if strict and (self.missing or self.unexpected):
+            raise _user_error(f'{source} does not fit {name} ({self.describe()}): a checkpoint of another '
+                              'architecture or variant? (pretrained_strict=False loads what fits)')
+        if self.missing or self.unexpected:
+            _logger.warning(f'{name}: non-strict load of {source}: {self.describe()}')
+        if self.fraction < min_loaded:
+            raise _user_error(f'{source} fills only {100 * self.fraction:.1f}% of {name}\'s parameters (less than '
+                              f'pretrained_min_loaded={min_loaded:g}; {self.describe()}); pass '
+                              'pretrained_min_loaded=0 to accept it')
+
+
+def _user_error(message: str) -> Exception:
+    from zoo.errors import UserError
+    return UserError(message)
+
+
+def weights_cache_name(cfg) -> str:
+    """The file name a downloaded weight is cached under: the URL's file name, or, where the URL names an API
+    endpoint rather than a file (BiFormer's OneDrive links all end in ``/content``), ``<arch>.<tag>.pth`` so
+    two weights never share a cache file."""
+    url = cfg.url if not isinstance(cfg, dict) else cfg.get('url')
+    base = os.path.basename(urlparse(url).path)
+    if os.path.splitext(base)[1]:
+        return base
+    arch, tag = (cfg.architecture, cfg.tag) if not isinstance(cfg, dict) else (cfg.get('architecture'),
+                                                                                  cfg.get('tag'))
+    return f'{arch}.{tag}.pth' if tag else f'{arch}.pth'
+
+
+def _prepare_pretrained_source(name: str, kwargs: dict) -> str:
+    """Where the weights come from (for messages); checks a local file exists and, for URLs that need it,
+    downloads under a unique cache name (``weights_cache_name``) and points the overlay at that file."""
+    from timm.models import resolve_pretrained_cfg
+    from timm.models._builder import _resolve_pretrained_source
+    cfg = resolve_pretrained_cfg(name, pretrained_cfg=kwargs.get('pretrained_cfg'),
+                                 pretrained_cfg_overlay=kwargs.get('pretrained_cfg_overlay'))
+    load_from, location = _resolve_pretrained_source(cfg.to_dict())
+    if load_from == 'file':
+        if not os.path.isfile(location):
+            raise FileNotFoundError(
+                f'pretrained weights file {location!r} does not exist (pretrained_cfg_overlay file=...). Download '
+                f'the official checkpoint ({name} cfg url / origin_url, see weights/*.json) or convert one with '
+                '`zoo convert`')
+        return location
+    if load_from == 'url' and weights_cache_name(cfg) != os.path.basename(urlparse(location).path):
+        path = download_cached_file((location, weights_cache_name(cfg)), check_hash=False, progress=True)
+        kwargs['pretrained_cfg_overlay'] = dict(kwargs.get('pretrained_cfg_overlay') or {}, file=path)
+        return path
+    if isinstance(location, str) and location:
+        return location
+    return 'the pretrained_cfg state_dict' if load_from == 'state_dict' else f'{name} weights ({load_from})'
 
 
 def to_zoo_name(name: str) -> str:

@@ -203,6 +203,22 @@ def test_backbone_with_cp_matches_and_pretrained_file(tmp_path):
         ZooBackbone(TEST_BACKBONE, pretrained=str(tmp_path / 'missing.pth'))
 
 
+def test_backbone_pretrained_of_another_architecture_is_an_error(tmp_path):
+    """strict is strict; the default non-strict load refuses a checkpoint that fills almost nothing."""
+    import timm
+    from safetensors.torch import save_file
+
+    from zoo.errors import UserError
+    other = timm.create_model('zoo_patnet_t0')
+    path = str(tmp_path / 'other.safetensors')
+    save_file({k: v.contiguous() for k, v in other.state_dict().items()}, path)
+    with pytest.raises(UserError, match='does not fit'):
+        ZooBackbone('efficientvit_m0', out_indices=(0, 1, 2), pretrained=path, pretrained_strict=True)
+    with pytest.raises(UserError, match=r'fills only 0\.0%'):
+        ZooBackbone('efficientvit_m0', out_indices=(0, 1, 2), pretrained=path)
+    ZooBackbone('efficientvit_m0', out_indices=(0, 1, 2), pretrained=path, pretrained_min_loaded=0)
+
+
 def test_layer_decay_groups():
     from zoo.mm import layer_decay_param_groups
 

@@ -247,7 +247,7 @@ def test_pretrained_and_converter_round_trip(fixtures_dir, tmp_path):
     with torch.no_grad():
         assert (model(x) - t['output'][:1]).abs().max() <= 1e-4
         assert torch.equal(model(x), model_tf(x))
-    assert zoo.convert.main(['moat', '--variant', 'moat_0', '--src', src, '--out', str(tmp_path / 'x.st')]) == 1
+    assert zoo.convert.main(['moat', '--variant', 'moat_0', '--src', src, '--out', str(tmp_path / 'x.st')]) == 2
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ inside, fold, the CLI with a checkpoint, --features, --fp16, --model-kwargs, the
 Models are exported with randomised weights (norm gammas, zero-initialised layers and BN statistics
 perturbed) so the outputs are O(1) and the 1e-4 bound on the max abs difference means something.
 """
+import importlib.util
 import os
 
 import pytest
@@ -178,9 +179,9 @@ def test_cli_model_kwargs_make_volo_dynamic(tmp_path, capsys):
 
 
 def test_bad_inputs(tmp_path, capsys):
-    assert main(['no_such_model_xyz', '--output', str(tmp_path / 'x.onnx')]) == 1
+    assert main(['no_such_model_xyz', '--output', str(tmp_path / 'x.onnx')]) == 2
     assert 'unknown zoo model' in capsys.readouterr().err
-    assert main(['test_resnet', '--checkpoint', str(tmp_path / 'missing.pth')]) == 1
+    assert main(['test_resnet', '--checkpoint', str(tmp_path / 'missing.pth')]) == 2
     assert 'no such file' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(['test_resnet', '--img-size', '1', '2', '3'])
@@ -332,3 +333,64 @@ def test_family_fp16(exported, name):
 @pytest.mark.parametrize('name', OTHERS)
 def test_variant_export(exported, name):
     _check_family_export(exported, name)
+
+
+# ----------------------------------------------------------------------------------------------
+# the check can fail; options that cannot work are refused before anything is built or written
+
+
+class TinyLogits(nn.Module):
+    """Logits ~1e-5, the size of a random-init zoo model's (a zero-ish head on small features)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.head = nn.Linear(8, 10)
+        with torch.no_grad():
+            self.head.weight.mul_(1e-4)
+            self.head.bias.mul_(1e-4)
+
+    def forward(self, x):
+        return self.head(F.relu(self.conv(x)).mean((2, 3)))
+
+
+def test_check_fails_for_a_wrong_model_even_when_outputs_are_tiny(tmp_path):
+    torch.manual_seed(0)
+    model = TinyLogits().eval()
+    path = str(tmp_path / 'tiny.onnx')
+    export_model(model, path, (16, 16))
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 16, 16)).abs().max() < 1e-4  # an absolute 1e-4 bound could not tell
+    assert check_onnx(path, model, (16, 16), runs=0).ok
+    torch.manual_seed(1)
+    another = TinyLogits().eval()
+    zeros = TinyLogits().eval()
+    with torch.no_grad():
+        for p in zeros.parameters():
+            p.zero_()
+    for wrong in (another, zeros):
+        result = check_onnx(path, wrong, (16, 16), runs=0)
+        assert not result.ok and 'max abs diff' in result.message, result
+
+
+def test_unwritable_options_are_refused_before_building(tmp_path, capsys, monkeypatch):
+    import zoo.export_onnx as zexport
+
+    def no_build(*args, **kwargs):
+        raise AssertionError('the model was built before the options were checked')
+    monkeypatch.setattr(zexport, 'build_model', no_build)
+    out = tmp_path / 'model.onnx'
+    out.write_bytes(b'good file')
+    for args, needle in ((['--opset', '7'], 'writes opsets 18..23'), (['--opset', '99'], '--opset 99'),
+                         (['--exporter', 'torchscript', '--opset', '21'], 'writes opsets 7..20')):
+        assert main(['test_resnet', '--output', str(out), *args]) == 2
+        assert needle in capsys.readouterr().err
+    assert out.read_bytes() == b'good file'
+    assert main(['test_resnet', '--output', str(tmp_path)]) == 2
+    assert 'is a folder' in capsys.readouterr().err
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec', lambda name, *a: None if name == 'onnxscript' else
+                        real_find_spec(name, *a))
+    assert main(['test_resnet', '--output', str(out)]) == 2
+    err = capsys.readouterr().err
+    assert 'onnxscript' in err and 'pip install "zoo-backbones[onnx]"' in err, err

@@ -75,3 +75,19 @@ def test_cli_catanet_tiled_on_a_photograph(tmp_path):
     assert rc == 0
     with Image.open(tmp_path / 'crop_x2.png') as out:
         assert out.size == (72, 56)
+
+
+def test_cli_writes_into_the_output_folder_and_never_overwrites(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+    monkeypatch.chdir(tmp_path)
+    Image.new('RGB', (24, 24), (120, 30, 200)).save(tmp_path / 'hr.png')
+    assert main(['hr.png', '--model', 'bicubic_x2', '--eval']) == 0
+    assert os.listdir(tmp_path / 'output' / 'sr') == ['hr_x2.png'] and sorted(os.listdir(tmp_path)) == ['hr.png',
+                                                                                                       'output']
+    before = (tmp_path / 'output' / 'sr' / 'hr_x2.png').read_bytes()
+    (tmp_path / 'output' / 'sr' / 'hr_x2.png').write_bytes(b'the user edited this')
+    assert main(['hr.png', '--model', 'bicubic_x2', '--eval']) == 2
+    assert 'pass --overwrite' in capsys.readouterr().err
+    assert (tmp_path / 'output' / 'sr' / 'hr_x2.png').read_bytes() == b'the user edited this'
+    assert main(['hr.png', '--model', 'bicubic_x2', '--eval', '--overwrite']) == 0
+    assert (tmp_path / 'output' / 'sr' / 'hr_x2.png').read_bytes() == before

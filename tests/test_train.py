@@ -192,3 +192,125 @@ def test_zoo_model_by_plain_name(tmp_path):
     report = zvalidate.validate(zvalidate.build_parser().parse_args(
         ['--checkpoint', str(tmp_path / 'last.safetensors'), '-j', '0', '-b', '128']))
     assert report['model'] == 'zoo_efficientvit_m0' and report['img_size'] == 32
+
+
+# ---------------------------------------------------------------------------------------------
+# a run's files after kills, copies and misuse
+
+FAST = ['--epochs', '2', '--limit-train-batches', '1', '--limit-val-batches', '1', '-b', '8', '--deterministic',
+        '--warmup-epochs', '0']
+
+
+class InjectedKill(Exception):
+    pass
+
+
+def check_run_consistent(run_dir, epochs):
+    """Every file agrees with results.json / the state: best epoch, epoch files, summary rows, last weights."""
+    with open(os.path.join(run_dir, 'results.json')) as f:
+        result = json.load(f)
+    state = torch.load(os.path.join(run_dir, 'last.state.pt'), weights_only=True)
+    assert result['epochs'] == epochs and state['epoch'] == epochs
+    with safe_open(os.path.join(run_dir, 'best.safetensors'), 'pt') as f:
+        assert json.loads(f.metadata()['epoch']) == result['best_epoch'] == state['best']['epoch']
+    best_epoch_file = os.path.join(run_dir, f'epoch-{result["best_epoch"]:03d}.safetensors')
+    assert same_weights(os.path.join(run_dir, 'best.safetensors'), best_epoch_file) == 0
+    last = load_file(os.path.join(run_dir, 'last.safetensors'))
+    assert all(torch.equal(last[k], state['model'][k]) for k in last)
+    for epoch in range(epochs):
+        assert os.path.isfile(os.path.join(run_dir, f'epoch-{epoch:03d}.safetensors')), epoch
+    with open(os.path.join(run_dir, 'summary.csv')) as f:
+        assert [row.split(',')[0] for row in f.read().splitlines()[1:]] == [str(e) for e in range(epochs)]
+    assert not [n for n in os.listdir(run_dir) if '.tmp' in n]
+    return result
+
+
+def test_a_kill_after_any_write_is_repaired_by_resume(tmp_path, monkeypatch):
+    """A failure injected after each file write of the last epoch (and of the run's end): --resume ends with the
+    same files as an uninterrupted run, and consistent ones."""
+    written = []
+    real_write = ztrain.atomic_write
+
+    def recording_write(path, data):
+        real_write(path, data)
+        written.append(os.path.basename(path))
+    monkeypatch.setattr(ztrain, 'atomic_write', recording_write)
+    train(tmp_path / 'straight', *FAST)
+    straight = check_run_consistent(tmp_path / 'straight', 2)
+    last_epoch_start = [i for i, n in enumerate(written) if n == 'last.state.pt'][-1]
+    points = range(last_epoch_start, len(written))
+    assert len(points) >= 6, written  # state, last, epoch file, (best), summary, log, results, curves
+
+    for kill_after in points:
+        count = [0]
+
+        def failing_write(path, data, kill_after=kill_after):
+            real_write(path, data)
+            count[0] += 1
+            if count[0] == kill_after + 1:
+                raise InjectedKill(os.path.basename(path))
+        monkeypatch.setattr(ztrain, 'atomic_write', failing_write)
+        run = tmp_path / f'killed{kill_after}'
+        with pytest.raises(InjectedKill):
+            ztrain.Trainer(ztrain.parse_args(TINY + ['--output', str(run)] + FAST)).fit()
+        monkeypatch.setattr(ztrain, 'atomic_write', real_write)
+        assert ztrain.main(['--resume', str(run), '--workers', '0']) == 0, written[kill_after]
+        resumed = check_run_consistent(run, 2)
+        assert resumed['best_epoch'] == straight['best_epoch'] and resumed['last_top1'] == straight['last_top1']
+        for name in ('last.safetensors', 'best.safetensors', 'epoch-001.safetensors'):
+            assert same_weights(run / name, tmp_path / 'straight' / name) == 0, (written[kill_after], name)
+
+
+def test_resume_writes_where_pointed_and_applies_or_refuses_flags(tmp_path, capsys):
+    import shutil
+    train(tmp_path / 'run', *FAST[:1], '1', *FAST[2:])
+    shutil.copytree(tmp_path / 'run', tmp_path / 'copy')
+    # extending the copy: it continues in the copy, the original stays a finished 1-epoch run
+    assert ztrain.main(['--resume', str(tmp_path / 'copy'), '--epochs', '2', '--workers', '0']) == 0
+    check_run_consistent(tmp_path / 'copy', 2)
+    check_run_consistent(tmp_path / 'run', 1)
+    assert not (tmp_path / 'run' / 'epoch-001.safetensors').exists()
+    capsys.readouterr()
+    for extra, needle in ((['--lr', '0.01'], '--lr'), (['--batch-size', '4'], '--batch-size'),
+                          (['--epochs', '1'], 'already reached epoch 2'),
+                          (['--output', str(tmp_path / 'elsewhere')], 'continues in the folder')):
+        assert ztrain.main(['--resume', str(tmp_path / 'copy'), *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / 'elsewhere').exists()
+
+
+def test_resume_removes_temporaries_of_dead_writers_only(tmp_path):
+    train(tmp_path / 'run', *FAST[:1], '1', *FAST[2:])
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True)
+    dead_pid, live_pid = int(dead.stdout), os.getppid()
+    (tmp_path / 'run' / f'last.state.pt.tmp{dead_pid}').write_bytes(b'x' * 1000)
+    (tmp_path / 'run' / f'last.safetensors.tmp{live_pid}').write_bytes(b'being written')
+    (tmp_path / f'outside.tmp{dead_pid}').write_bytes(b'not ours')
+    assert ztrain.main(['--resume', str(tmp_path / 'run'), '--workers', '0']) == 0
+    assert sorted(n for n in os.listdir(tmp_path / 'run') if '.tmp' in n) == [f'last.safetensors.tmp{live_pid}']
+    assert (tmp_path / f'outside.tmp{dead_pid}').exists()
+
+
+def test_empty_class_folder_is_refused_and_16_bit_images_are_scaled(tmp_path):
+    from PIL import Image
+
+    from zoo import data as zdata
+    data = _image_folder(tmp_path / 'data')
+    (data / 'train' / 'empty_class').mkdir()
+    with pytest.raises(zdata.DataError, match=r"without images: \['empty_class'\]"):
+        zdata.create_dataset(str(data), 'train')
+    # a validation split takes its classes from training; an empty one there is just a class without examples
+    (data / 'val' / 'dog_empty').mkdir()
+    zdata.create_dataset(str(data), 'val', class_names=['cat', 'dog', 'dog_empty'])
+
+    grey16 = (np.arange(40 * 40).reshape(40, 40) * 40).astype(np.uint16)  # 0 .. 63960
+    folder = tmp_path / 'grey' / 'train' / 'a'
+    folder.mkdir(parents=True)
+    Image.fromarray(grey16).save(folder / 'img.png')
+    with Image.open(folder / 'img.png') as im:
+        assert im.mode.startswith('I'), im.mode  # PIL keeps the 16 bits
+    image = zdata.create_dataset(str(tmp_path / 'grey'), 'train')[0][0]  # no transform: CHW uint8
+    expected = np.round(grey16 * (255.0 / 65535.0)).astype(np.uint8)
+    assert image.shape == (3, 40, 40)
+    assert np.array_equal(image[0].numpy(), expected) and np.array_equal(image[2].numpy(), expected)

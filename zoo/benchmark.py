@@ -101,11 +101,15 @@ def parse_args(argv=None):
 
 def _resolve_models(patterns: List[str]) -> List[str]:
     import zoo
+    from zoo.errors import UserError
     names = []
     for pat in patterns:
-        found = zoo.list_models(pat) if any(c in pat for c in '*?[') else [zoo.resolve_model_name(pat)]
+        try:
+            found = zoo.list_models(pat) if any(c in pat for c in '*?[') else [zoo.resolve_model_name(pat)]
+        except ValueError as e:
+            raise UserError(f'--models: {e}') from None
         if not found:
-            raise SystemExit(f'zoo benchmark: no zoo model matches {pat!r}')
+            raise UserError(f'--models: no zoo model matches {pat!r}')
         names += [n for n in found if n not in names]
     return names
 
@@ -411,7 +415,11 @@ def main(argv=None) -> int:
         return _memprobe(args)
     if args.ops:
         return bench_ops(args)
-    names = _resolve_models(args.models)
+    from zoo.errors import run_command
+    names = []
+    status = run_command('zoo benchmark', lambda: names.extend(_resolve_models(args.models)))
+    if status:
+        return status
     modes = ['infer', 'train'] if args.mode == 'both' else [args.mode]
     results = []
     print(f'device={args.device} dtype={args.dtype} img={args.img_size} threads={torch.get_num_threads()} '

@@ -11,11 +11,15 @@
     zoo mm-demo ...     draw an mmdet / mmseg model's prediction on images (tools/mm_demo.py)
     zoo digits DIR      write the embedded digits as an ImageFolder of PNGs (DIR/val/<class>/*.png)
     zoo list [PATTERN]  the registered models
+
+`zoo <command> --help` lists a command's options. Errors are one line (file or flag, and the problem) with a
+non-zero exit; add --verbose for the traceback.
 """
 import importlib
 import sys
 
-# command -> module with a main(argv) function; the tools/ scripts are thin wrappers over these
+# command -> module with a main(argv) function; the tools/ scripts are thin wrappers over these. This module
+# imports nothing heavy: `zoo --help` and unknown commands answer without torch (see zoo/__init__.py).
 COMMANDS = {
     'benchmark': 'zoo.benchmark',
     'train': 'zoo.train',
@@ -27,7 +31,26 @@ COMMANDS = {
     'predict': 'zoo.predict',
     'mm-demo': 'zoo.mm_demo',
     'digits': 'zoo.data',
+    'list': 'zoo.cli',  # list_main below
 }
+# the extra each command's imports need, for the message when one is missing
+EXTRAS = {'train': 'train', 'validate': 'train', 'export': 'onnx', 'sr': 'train', 'convert': 'convert'}
+
+
+def list_main(argv) -> int:
+    from .errors import ArgumentParser, UserError, run_command
+    p = ArgumentParser(prog='zoo list', description='the registered zoo models (canonical zoo_ names)')
+    p.add_argument('pattern', nargs='?', default=None, help="fnmatch pattern, with or without zoo_, e.g. 'moat_*'")
+    args = p.parse_args(argv)
+
+    def run():
+        import zoo
+        names = zoo.list_models(args.pattern)
+        if not names:
+            raise UserError(f'no zoo model matches {args.pattern!r}; `zoo list` shows them all')
+        print('\n'.join(names))
+
+    return run_command('zoo list', run, verbose=args.verbose)
 
 
 def main(argv=None) -> int:
@@ -36,18 +59,19 @@ def main(argv=None) -> int:
         print(__doc__)
         return 0
     cmd, rest = argv[0], argv[1:]
-    if cmd == 'list':
-        import zoo
-        print('\n'.join(zoo.list_models(rest[0] if rest else None)))
-        return 0
     if cmd not in COMMANDS:
-        print(f'zoo: unknown command {cmd!r}; one of: list, {", ".join(COMMANDS)}', file=sys.stderr)
+        print(f'zoo: error: unknown command {cmd!r}; one of: {", ".join(COMMANDS)}', file=sys.stderr)
         return 2
+    if cmd == 'list':
+        return list_main(rest)
     try:
         module = importlib.import_module(COMMANDS[cmd])
     except ImportError as e:
-        print(f'zoo {cmd}: not available ({e}). Install the extra it needs, '
-              f'e.g. pip install "zoo-backbones[train,onnx]"', file=sys.stderr)
+        if '--verbose' in rest:
+            raise
+        extra = EXTRAS.get(cmd, 'train,onnx')
+        print(f'zoo {cmd}: error: not available ({e}); install its extra: pip install "zoo-backbones[{extra}]"',
+              file=sys.stderr)
         return 2
     return int(module.main(rest) or 0)
 

@@ -55,7 +55,10 @@ def convert_moat(args) -> int:
 
     if not os.path.exists(args.src) and not os.path.exists(args.src + '.index'):
         raise FileNotFoundError(f'no checkpoint at {args.src!r}')
-    state_dict = convert_tf_checkpoint(read_tf_checkpoint(args.src), use_ema=not args.no_ema)
+    from .errors import reading_checkpoint
+    with reading_checkpoint(args.src):  # a corrupt file or a refused pickle: one line naming it
+        variables = read_tf_checkpoint(args.src)
+    state_dict = convert_tf_checkpoint(variables, use_ema=not args.no_ema)
     if not state_dict:
         raise ValueError(f'{args.src!r} holds no MOAT variables (expected names like moat/block_00_00/...)')
     # check against the architecture (built on the meta device: no memory, no init)
@@ -84,7 +87,8 @@ CONVERTERS: Dict[str, Callable] = {'moat': convert_moat}
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='zoo convert', description=__doc__,
+    from .errors import ArgumentParser
+    p = ArgumentParser(prog='zoo convert', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest='family', required=True)
     m = sub.add_parser('moat', help='official TF MOAT checkpoint -> safetensors')
@@ -98,12 +102,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from .errors import run_command
     args = _parser().parse_args(argv)
-    try:
-        return CONVERTERS[args.family](args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f'zoo convert {args.family}: {e}', file=sys.stderr)
-        return 1
+    return run_command(f'zoo convert {args.family}', lambda: CONVERTERS[args.family](args), verbose=args.verbose)
 
 
 if __name__ == '__main__':

@@ -7,6 +7,9 @@ Two sources:
   split (every 5th image of each class, in file order, is validation) needs no download and never
   changes between runs or machines.
 * an ImageFolder root ``DIR/train/<class>/*.jpg`` and ``DIR/val/<class>/*.jpg`` (the ImageNet layout).
+  A class folder without images is refused (it would silently become a class no image teaches), except in
+  a validation split whose classes come from the training set (a val folder may lack some classes).
+  16-bit images (PNG/TIFF, grey or RGB) are scaled to 8 bits (value * 255 / 65535), not clipped.
 
 Every sample is augmented with its own seed, derived from (run seed, epoch, index) and handed to the
 dataset by :class:`ShardedSampler`, so the augmentation of an image never depends on the worker that
@@ -77,14 +80,21 @@ class ImageFolderDataset(Dataset):
             classes = list(class_names)
         if not classes:
             raise DataError(f'data directory {root!r} has no class sub-folders (expected {root}/<class>/<image>)')
-        samples = []
+        samples, empty = [], []
         for label, name in enumerate(classes):
             folder = os.path.join(root, name)
             if not os.path.isdir(folder):
                 continue
+            found = []
             for dirpath, _, files in sorted(os.walk(folder, followlinks=True)):
-                samples += [(os.path.join(dirpath, f), label) for f in sorted(files)
-                            if f.lower().endswith(IMG_EXTENSIONS)]
+                found += [(os.path.join(dirpath, f), label) for f in sorted(files)
+                          if f.lower().endswith(IMG_EXTENSIONS)]
+            if not found:
+                empty.append(name)
+            samples += found
+        if empty and class_names is None and samples:
+            raise DataError(f'{root!r}: class folders without images: {empty[:10]} (each would become a class '
+                            'with no examples); add images or remove the folders')
         if not samples:
             raise DataError(f'data directory {root!r} has no images ({", ".join(IMG_EXTENSIONS)}) in its class '
                             'folders')
@@ -102,12 +112,23 @@ class ImageFolderDataset(Dataset):
         try:
             from PIL import Image
             with Image.open(path) as im:
-                image = np.asarray(im.convert('RGB'))
+                image = pil_to_rgb(im)
         except Exception as e:  # PIL raises many kinds for truncated / non-image files
             if self.strict:
                 raise DataError(f'cannot read image {path!r}: {e} (drop --strict-data to skip such files)') from e
             return BadSample(path, f'{type(e).__name__}: {e}')
         return _apply(self.transform, image, seed), target
+
+
+def pil_to_rgb(im) -> np.ndarray:
+    """An HxWx3 uint8 array of a PIL image; 16-bit (and 32-bit integer) grey images are scaled to 8 bits,
+    where PIL's ``convert('RGB')`` would clip every value above 255 to white."""
+    if im.mode in ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I'):
+        values = np.asarray(im).astype(np.float64)
+        top = 65535.0 if im.mode.startswith('I;16') or values.max(initial=0) <= 65535 else 2.0 ** 32 - 1
+        grey = np.clip(np.round(values * (255.0 / top)), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    return np.asarray(im.convert('RGB'))
 
 
 class BadSample:

@@ -46,15 +46,20 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from timm.utils import ParseKwargs
-
-from zoo.ops._dispatch import forced_ops_mode
 
 __all__ = ['ExportError', 'CheckResult', 'build_model', 'export_model', 'check_onnx', 'ort_session', 'export', 'main']
 
 EXPORTERS = ('dynamo', 'torchscript')
 DEFAULT_OPSET = 19
-FP32_ATOL = 1e-4
+# the opsets each exporter writes as asked: the dynamo exporter's op library starts at 18 (below it, torch
+# silently writes 18 or more), the TorchScript exporter stops at 20
+OPSET_RANGE = {'dynamo': (18, 23), 'torchscript': (7, 20)}
+# fp32 passes when max |ONNX - PyTorch| <= FP32_RTOL * max |PyTorch output| (+ FP32_ATOL_FLOOR for outputs ~0):
+# relative to the output's scale, so a random-init model whose logits are ~1e-5 is held to ~1e-9 and a wrong
+# model (another random init, all zeros: a difference the size of the output itself) fails
+FP32_RTOL = 1e-4
+FP32_ATOL_FLOOR = 1e-7
+ONNX_PACKAGES = ('onnx', 'onnxruntime', 'onnxscript')
 # fp16 files are compared with the fp32 PyTorch model: half precision keeps ~3 significant digits,
 # and the error grows with depth, so the bound is relative to the output's magnitude
 FP16_RTOL = 2e-2
@@ -62,6 +67,33 @@ FP16_RTOL = 2e-2
 
 class ExportError(RuntimeError):
     """A model or option that cannot be exported; the message names the module and op where known."""
+
+
+def require_onnx_packages(exporter: str = 'dynamo', check: bool = True) -> None:
+    """A clear error naming the extra to install when the ONNX packages this export needs are missing."""
+    import importlib.util
+
+    from zoo.errors import UserError
+    needed = ['onnx'] + (['onnxscript'] if exporter == 'dynamo' else []) + (['onnxruntime'] if check else [])
+    missing = [m for m in needed if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UserError(f'ONNX export needs {", ".join(missing)}, not installed: pip install "zoo-backbones[onnx]"')
+
+
+def check_opset(opset: int, exporter: str) -> None:
+    """Refuse an opset the exporter would not write as asked (before anything is built or written)."""
+    from zoo.errors import UserError
+    low, high = OPSET_RANGE[exporter]
+    if not low <= opset <= high:
+        raise UserError(f'--opset {opset}: the {exporter} exporter writes opsets {low}..{high}'
+                        + (' (--exporter torchscript writes 7..20)' if exporter == 'dynamo' and opset < low else ''))
+
+
+def file_opset(path: str) -> Optional[int]:
+    """The default-domain ONNX opset a file declares."""
+    import onnx
+    model = onnx.load(path, load_external_data=False)
+    return next((o.version for o in model.opset_import if o.domain in ('', 'ai.onnx')), None)
 
 
 @dataclass
@@ -81,6 +113,7 @@ class CheckResult:
 
 def reference_ops():
     """Force the pure-PyTorch reference ops (what every exporter and ONNX Runtime understand)."""
+    from zoo.ops._dispatch import forced_ops_mode
     return forced_ops_mode('reference')
 
 
@@ -121,7 +154,8 @@ def build_model(
             kwargs['out_indices'] = tuple(out_indices)
     if num_classes is not None:
         kwargs['num_classes'] = num_classes
-    with reference_ops():
+    from zoo.errors import reading_checkpoint
+    with reference_ops(), reading_checkpoint(checkpoint or name):  # timm models' files too: one line naming it
         model = timm.create_model(resolve_model_name(name), **kwargs)
     return model.eval()
 
@@ -337,6 +371,10 @@ def export_model(
                 torch.onnx.export(
                     model, (example,), path, dynamo=False, opset_version=opset, input_names=['input'],
                     output_names=names, dynamic_axes=dyn, do_constant_folding=True)
+        written = file_opset(path)
+        if written != opset:
+            raise ExportError(f'the {exporter} exporter wrote opset {written}, not the requested {opset}; '
+                              f'use an opset in {OPSET_RANGE[exporter]}')
         fixed = static_input_axes(path, axes)
         if fixed:
             raise ExportError(
@@ -415,8 +453,10 @@ def check_onnx(
 
     Cases: (batch, export size), and for the always-dynamic batch a second batch (3, or 1 when
     ``batch`` is 3), at a second size too when ``dynamic_size``. fp32 passes at max abs diff <= ``atol``
-    (default 1e-4); fp16 at <= FP16_RTOL * max(1, max |output|). Latency: median of ``runs`` at the
-    export batch and size, ORT and PyTorch eager with the same thread count.
+    when given, else <= FP32_RTOL * max |output| + FP32_ATOL_FLOOR (relative to the output's scale, so
+    the check fails for a wrong model however small a random-init model's outputs are); fp16 at
+    <= FP16_RTOL * max(1, max |output|). Latency: median of ``runs`` at the export batch and size, ORT
+    and PyTorch eager with the same thread count.
     """
     import numpy as np
     import onnx
@@ -431,7 +471,7 @@ def check_onnx(
     cases = [(batch, H, W), (second_batch, H + 32, W + 64) if dynamic_size else (second_batch, H, W)]
     gen = torch.Generator().manual_seed(seed)
     model = model.eval().float()
-    result = CheckResult(ok=True, max_abs_diff=0., tolerance=atol if atol is not None else FP32_ATOL)
+    result = CheckResult(ok=True, max_abs_diff=0., tolerance=atol if atol is not None else FP32_ATOL_FLOOR)
     for b, h, w in cases:
         x = torch.randn(b, in_chans, h, w, generator=gen)
         with torch.no_grad(), reference_ops():
@@ -445,8 +485,9 @@ def check_onnx(
                 raise ExportError(
                     f'output shape {g.shape} in ONNX Runtime vs {r.shape} in PyTorch at input {(b, h, w)}')
             diff = max(diff, float(np.abs(r - g.astype(np.float32)).max()))
+        scale = max(float(np.abs(r).max()) for r in ref)
         tol = atol if atol is not None else (
-            FP16_RTOL * max(1., max(float(np.abs(r).max()) for r in ref)) if fp16 else FP32_ATOL)
+            FP16_RTOL * max(1., scale) if fp16 else FP32_RTOL * scale + FP32_ATOL_FLOOR)
         result.cases.append(((b, h, w), diff))
         result.max_abs_diff = max(result.max_abs_diff, diff)
         result.tolerance = tol
@@ -495,6 +536,9 @@ def export(
         model_kwargs: Optional[Dict[str, Any]] = None,
 ) -> CheckResult:
     """Build ``name`` (or take the built ``model``), export it to ``output`` and check it. Raises ExportError."""
+    require_onnx_packages(exporter, check)
+    check_opset(opset, exporter)
+    check_output_path(output)
     if model is None:
         model = build_model(name, checkpoint=checkpoint, features=features, out_indices=out_indices,
                             model_kwargs=model_kwargs)
@@ -552,8 +596,40 @@ def export(
 # command line
 
 
+def check_output_path(output: str) -> None:
+    """The output must be a file path in a folder this process can write (checked before a long export)."""
+    from zoo.errors import UserError
+    if os.path.isdir(output):
+        raise UserError(f'--output {output!r} is a folder; give a file path, e.g. {os.path.join(output, "model.onnx")}')
+    folder = os.path.dirname(os.path.abspath(output))
+    existing = folder
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f'--output {output!r}: cannot write in {existing!r}')
+
+
+class _ParseKwargs(argparse.Action):
+    """``KEY=VALUE ...`` -> dict, values read as Python literals where they are one (as timm's ParseKwargs, which
+    is not imported here: importing timm costs seconds and hundreds of MB before an argument is even checked)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import ast
+        kwargs = {}
+        for item in values:
+            key, sep, value = item.partition('=')
+            if not sep or not key:
+                parser.error(f'{option_string}: expected KEY=VALUE, got {item!r}')
+            try:
+                kwargs[key] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                kwargs[key] = value
+        setattr(namespace, self.dest, kwargs)
+
+
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog='zoo export', description=__doc__.split('\n\n')[0],
+    from zoo.errors import ArgumentParser
+    p = ArgumentParser(prog='zoo export', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('model', help='zoo model (plain or zoo_ name); any timm model name also works')
     p.add_argument('--checkpoint', metavar='FILE',
@@ -567,16 +643,15 @@ def parse_args(argv=None):
     p.add_argument('--fp16', action='store_true', help='export in half precision')
     p.add_argument('--features', action='store_true', help='export the features_only model (one output per level)')
     p.add_argument('--out-indices', nargs='+', type=int, help='feature levels with --features')
-    p.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs, metavar='KEY=VALUE',
+    p.add_argument('--model-kwargs', nargs='*', default={}, action=_ParseKwargs, metavar='KEY=VALUE',
                    help='constructor arguments, e.g. dynamic_img_size=True (VOLO: any input size)')
     p.add_argument('--exporter', choices=EXPORTERS, default='dynamo')
     p.add_argument('--output', '-o', metavar='FILE', help='default: MODEL[_features][_fp16].onnx')
     p.add_argument('--no-check', action='store_true', help='skip the onnx checker / ONNX Runtime comparison')
-    p.add_argument('--atol', type=float, help=f'max abs diff allowed (default {FP32_ATOL} fp32, '
-                                              f'{FP16_RTOL} x max|output| fp16)')
+    p.add_argument('--atol', type=float, help=f'max abs diff allowed (default {FP32_RTOL} x max|output| fp32, '
+                                              f'{FP16_RTOL} x max(1, max|output|) fp16)')
     p.add_argument('--runs', type=int, default=10, help='timed runs for the latency comparison (0: none)')
     p.add_argument('--threads', type=int, default=None, help='CPU threads for PyTorch and ONNX Runtime')
-    p.add_argument('--verbose', action='store_true', help='print the full traceback of a failure')
     args = p.parse_args(argv)
     if args.img_size is not None:
         if len(args.img_size) > 2 or min(args.img_size) < 1:
@@ -593,24 +668,34 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
+def run(args) -> int:
+    # everything checkable is checked before the model is built and the (long) export runs
+    require_onnx_packages(args.exporter, not args.no_check)
+    check_opset(args.opset, args.exporter)
+    check_output_path(args.output)
+    if args.checkpoint and not os.path.isfile(args.checkpoint):
+        raise FileNotFoundError(f'--checkpoint {args.checkpoint!r}: no such file')
+    name = resolve_model_name(args.model)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
         result = export(
-            args.model, args.output, checkpoint=args.checkpoint, img_size=args.img_size, batch=args.batch,
+            name, args.output, checkpoint=args.checkpoint, img_size=args.img_size, batch=args.batch,
             opset=args.opset, dynamic_size=args.dynamic_size, fp16=args.fp16, features=args.features,
             out_indices=args.out_indices, exporter=args.exporter, check=not args.no_check, atol=args.atol,
             runs=args.runs, model_kwargs=args.model_kwargs)
-    except Exception as e:  # noqa: BLE001  (one readable line; --verbose for the trace)
+    except ExportError as e:  # an export that failed is a known outcome: one line, no "traceback" hint
         if args.verbose:
             traceback.print_exc()
-        known = isinstance(e, (ExportError, ValueError, FileNotFoundError))
-        print(f'zoo export: {e}' if known else f'zoo export: {type(e).__name__}: {e} (--verbose for the trace)',
-              file=sys.stderr)
+        print(f'zoo export: error: {e}', file=sys.stderr)
         return 1
     return 0 if result.ok else 1
+
+
+def main(argv=None) -> int:
+    from zoo.errors import run_command
+    args = parse_args(argv)
+    return run_command('zoo export', lambda: run(args), verbose=args.verbose)
 
 
 if __name__ == '__main__':

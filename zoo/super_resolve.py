@@ -1,7 +1,10 @@
 """``zoo sr`` / ``tools/super_resolve.py``: upscale images with a zoo super-resolution model (CATANet).
 
-    zoo sr IMAGE... [--model catanet_x4] [--checkpoint FILE] [--tile N] [--tile-overlap N] [-o DIR]
+    zoo sr IMAGE... [--model catanet_x4] [--checkpoint FILE] [--tile N] [--tile-overlap N] [-o DIR] [--overwrite]
     zoo sr HR_IMAGE... --eval [--model catanet_x4] [--checkpoint FILE]
+
+Each result is written to ``-o DIR`` (default ``output/sr``) as ``<stem>_x<scale>.png``; an existing file is
+never replaced without ``--overwrite`` (checked for every image before the model is loaded).
 
 * Tiled inference (``--tile N``, LR pixels): the LR image is cut into overlapping N x N tiles, each is upscaled and
   the tiles are blended with linear ramps over the overlap, so a 4K output fits in memory.
@@ -33,6 +36,19 @@ def _scale_of(name: str) -> int:
     return int(tail[1])
 
 
+def resolve_sr_model(name: str) -> str:
+    """``bicubic[_x<s>]`` or the timm name of a zoo super-resolution model; a clear error for anything else."""
+    if name.startswith('bicubic'):
+        return name
+    import zoo
+    from zoo.models._builder import family_of
+    resolved = zoo.resolve_model_name(name)  # ValueError naming similar models
+    if family_of(resolved) != 'catanet':
+        sr_models = ', '.join(n for n in zoo.list_models() if family_of(n) == 'catanet')
+        raise ValueError(f'--model {name}: not a super-resolution model; one of {sr_models} or bicubic_x<s>')
+    return resolved
+
+
 def load_sr_model(name: str, checkpoint: Optional[str] = None, device: str = 'cpu') -> Tuple[Callable, int]:
     """A callable LR [B,3,h,w] in [0,1] -> SR [B,3,s*h,s*w], and its scale s."""
     if name.startswith('bicubic'):
@@ -40,7 +56,7 @@ def load_sr_model(name: str, checkpoint: Optional[str] = None, device: str = 'cp
         return (lambda x: F.interpolate(x, scale_factor=scale, mode='bicubic', align_corners=False)), scale
     import timm
 
-    import zoo  # noqa: F401  (registers the zoo models)
+    name = resolve_sr_model(name)
     kwargs = {}
     if checkpoint:
         kwargs = dict(pretrained=True, pretrained_cfg_overlay=dict(file=checkpoint))
@@ -149,15 +165,25 @@ def ssim_y(sr: torch.Tensor, hr: torch.Tensor, crop_border: int) -> float:
 
 def load_image(path: str) -> torch.Tensor:
     from PIL import Image
+
+    from .data import pil_to_rgb
     with Image.open(path) as im:
-        arr = np.asarray(im.convert('RGB'), dtype=np.float32) / 255.
+        arr = pil_to_rgb(im).astype(np.float32) / 255.
     return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
 
 
 def save_image(img: torch.Tensor, path: str):
+    """An 8-bit PNG (or the format of the suffix), written atomically."""
+    import io
+
     from PIL import Image
+
+    from .train import atomic_write
     arr = (img.clamp(0, 1) * 255.).round().byte().permute(1, 2, 0).cpu().numpy()
-    Image.fromarray(arr).save(path)
+    buffer = io.BytesIO()
+    Image.fromarray(arr).save(buffer, format=Image.registered_extensions().get(
+        os.path.splitext(path)[1].lower(), 'PNG'))
+    atomic_write(path, buffer.getvalue())
 
 
 def bicubic_downscale(hr: torch.Tensor, scale: int) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -174,33 +200,61 @@ def bicubic_downscale(hr: torch.Tensor, scale: int) -> Tuple[torch.Tensor, torch
 # ----------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='zoo sr', description=__doc__.split('\n')[0],
+    from .errors import ArgumentParser
+    p = ArgumentParser(prog='zoo sr', description=__doc__.split('\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('images', nargs='+', help='input images (LR; with --eval, HR references)')
     p.add_argument('--model', default='catanet_x4', help='catanet_x2|x3|x4 (or zoo_ names), or bicubic_x<s>')
     p.add_argument('--checkpoint', default=None, help='weights: official .pth or zoo safetensors')
     p.add_argument('--tile', type=int, default=0, help='LR tile size for tiled inference (0: whole image)')
     p.add_argument('--tile-overlap', type=int, default=16, help='overlap between tiles, LR pixels')
-    p.add_argument('-o', '--output-dir', default='.', help='where the SR images are written')
+    p.add_argument('-o', '--output-dir', default=os.path.join('output', 'sr'), help='where the SR images are written')
+    p.add_argument('--overwrite', action='store_true', help='replace existing output files')
     p.add_argument('--eval', action='store_true', help='treat inputs as HR references and report PSNR/SSIM (Y)')
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     return p
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def output_paths(images: List[str], output_dir: str, scale: int) -> List[str]:
+    return [os.path.join(output_dir, f'{os.path.splitext(os.path.basename(p))[0]}_x{scale}.png') for p in images]
+
+
+def check_args(args: argparse.Namespace) -> int:
+    """Everything checkable before the model is loaded: inputs, model name, flags, outputs; returns the scale."""
+    from .errors import UserError
+    missing = [p for p in args.images if not os.path.isfile(p)]
+    if missing:
+        raise UserError(f'no such image: {", ".join(missing)}')
+    if args.checkpoint and not os.path.isfile(args.checkpoint):
+        raise UserError(f'--checkpoint {args.checkpoint!r}: no such file')
+    if args.tile < 0 or args.tile_overlap < 0 or (args.tile and args.tile_overlap >= args.tile):
+        raise UserError(f'--tile {args.tile} / --tile-overlap {args.tile_overlap}: need tile >= 0 and, when tiling, '
+                        '0 <= overlap < tile')
+    name = resolve_sr_model(args.model)
+    scale = (_scale_of(name) if '_x' in name else 4) if name.startswith('bicubic') else _scale_of(name)
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        raise UserError(f'--output-dir {args.output_dir!r} is a file')
+    outs = output_paths(args.images, args.output_dir, scale)
+    if len(set(outs)) != len(outs):
+        raise UserError('two inputs have the same file name and would write the same output; rename one')
+    existing = [p for p in outs if os.path.exists(p)]
+    if existing and not args.overwrite:
+        raise UserError(f'{", ".join(existing)} exists; pass --overwrite to replace, or another --output-dir')
+    return scale
+
+
+def run(args: argparse.Namespace) -> int:
+    check_args(args)
     model, scale = load_sr_model(args.model, args.checkpoint, args.device)
     os.makedirs(args.output_dir, exist_ok=True)
     scores = []
-    for path in args.images:
+    for path, out_path in zip(args.images, output_paths(args.images, args.output_dir, scale)):
         img = load_image(path)
         if args.eval:
             lr, hr = bicubic_downscale(img, scale)
         else:
             lr, hr = img, None
         sr = upscale_tiled(model, lr[None].to(args.device), scale, args.tile, args.tile_overlap)[0].float().cpu()
-        stem = os.path.splitext(os.path.basename(path))[0]
-        out_path = os.path.join(args.output_dir, f'{stem}_x{scale}.png')
         save_image(sr, out_path)
         if hr is not None:
             p, s = psnr_y(sr, hr, scale), ssim_y(sr, hr, scale)
@@ -212,6 +266,12 @@ def main(argv=None) -> int:
         print(f'mean over {len(scores)} images: PSNR(Y) {np.mean([p for p, _ in scores]):.2f} dB  '
               f'SSIM(Y) {np.mean([s for _, s in scores]):.4f}')
     return 0
+
+
+def main(argv=None) -> int:
+    from .errors import run_command
+    args = build_parser().parse_args(argv)
+    return run_command('zoo sr', lambda: run(args), verbose=args.verbose)
 
 
 if __name__ == '__main__':

@@ -42,14 +42,17 @@ import torch.nn as nn  # noqa: E402
 STATE_VERSION = 1
 # args that may change between a run and its resumption without changing the result
 RUNTIME_ARGS = ('resume', 'workers', 'threads', 'log_wandb', 'wandb_project', 'no_progress', 'kill_after_steps',
-                'device', 'config')
+                'device', 'verbose')
+# args that --resume accepts with a new value (extending a run is common); every other change is refused
+RESUME_CHANGEABLE = ('epochs',)
 
 
 # ---------------------------------------------------------------------------------------------
 # arguments
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='zoo train', description=__doc__.split('\n')[0],
+    from .errors import ArgumentParser
+    p = ArgumentParser(prog='zoo train', description=__doc__.split('\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--config', default=None, help='YAML recipe (configs/<family>.yaml); command-line flags win')
     g = p.add_argument_group('model')
@@ -120,7 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--amp-dtype', default='bfloat16', choices=('bfloat16', 'float16'))
     g = p.add_argument_group('run')
     g.add_argument('--output', default=None, help='run directory (default output/<model>-<time>)')
-    g.add_argument('--resume', default=None, help='run directory (or its last.state.pt) to continue')
+    g.add_argument('--resume', default=None,
+                   help='run directory (or its last.state.pt) to continue, in that directory; --epochs N extends it, '
+                        'other changed flags are refused')
     g.add_argument('--seed', type=int, default=42)
     g.add_argument('--deterministic', action='store_true', help='deterministic kernels (bit-exact resume on CPU)')
     g.add_argument('--device', default=None, help="'cpu', 'cuda' (default: cuda when available)")
@@ -136,21 +141,56 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """The arguments, checked before anything is built; ``args._explicit`` lists the flags given on the command
+    line (what ``--resume`` must apply or refuse)."""
+    from .errors import UserError
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args, _ = parser.parse_known_args(argv)
     if args.config:
+        if args.resume:
+            raise UserError('--config with --resume: a resumed run keeps the recipe it was started with')
         parser.set_defaults(**load_recipe(args.config, args.model, parser))
     args = parser.parse_args(argv)
     if args.model is None and not args.resume:
         parser.error('--model is required (or a --config that names one, or --resume)')
+    check_args(args)
+    args._explicit = sorted(given_flags(argv))
     return args
+
+
+def given_flags(argv: List[str]) -> set:
+    """The destinations of the flags written on the command line (defaults and recipes excluded)."""
+    probe = build_parser()
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(probe.parse_args(argv)))
+
+
+def check_args(args: argparse.Namespace):
+    """Values no run can use, refused with the flag's name before any data or model is built."""
+    from .errors import UserError
+    at_least = {'batch_size': 1, 'epochs': 1, 'img_size': 1, 'validation_batch_size': 1, 'workers': 0,
+                'checkpoint_hist': 1, 'limit_train_batches': 0, 'limit_val_batches': 0, 'save_every_steps': 0,
+                'threads': 1, 'lr_base_size': 1}
+    for key, low in at_least.items():
+        value = getattr(args, key)
+        if value is not None and value < low:
+            raise UserError(f'--{key.replace("_", "-")} must be >= {low}, got {value}')
+    for key in ('lr', 'lr_base'):
+        if getattr(args, key) is not None and not getattr(args, key) > 0:
+            raise UserError(f'--{key.replace("_", "-")} must be > 0, got {getattr(args, key)}')
+    if args.pretrained_path and not os.path.isfile(args.pretrained_path):
+        raise UserError(f'--pretrained-path {args.pretrained_path!r}: no such file')
+    if args.output and os.path.exists(args.output) and not os.path.isdir(args.output):
+        raise UserError(f'--output {args.output!r} is a file, not a run directory')
 
 
 def load_recipe(path: str, model: Optional[str], parser: argparse.ArgumentParser) -> Dict[str, Any]:
     """A YAML recipe: argument names (``-`` or ``_``) at the top, per-model overrides under ``variants``."""
     import yaml
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'config {path!r} does not exist')
+        raise FileNotFoundError(f'--config {path!r}: no such file')
     with open(path) as f:
         recipe = yaml.safe_load(f) or {}
     variants = recipe.pop('variants', {}) or {}
@@ -257,11 +297,13 @@ def read_weights(path: str) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
     """(state dict, safetensors metadata) of a weights file; never unpickles arbitrary objects."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'weights file {path!r} does not exist')
-    if path.endswith('.safetensors'):
-        from safetensors import safe_open
-        with safe_open(path, framework='pt') as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
-    state = torch.load(path, map_location='cpu', weights_only=True)
+    from .errors import reading_checkpoint
+    with reading_checkpoint(path):
+        if path.endswith('.safetensors'):
+            from safetensors import safe_open
+            with safe_open(path, framework='pt') as f:
+                return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+        state = torch.load(path, map_location='cpu', weights_only=True)
     for key in ('state_dict_ema', 'model_ema', 'model', 'state_dict', 'module'):
         if isinstance(state, dict) and isinstance(state.get(key), dict) and key != 'module':
             state = state[key]
@@ -324,6 +366,31 @@ def atomic_write(path: str, data: bytes):
         pass
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(run_dir: str) -> List[str]:
+    """Delete the ``<file>.tmp<PID>`` of writers that died mid-write (a kill during ``atomic_write``); a live
+    process's temporaries, and anything outside ``run_dir``, are left alone."""
+    import re
+    removed = []
+    for name in os.listdir(run_dir):
+        m = re.fullmatch(r'.+\.tmp(\d+)', name)
+        if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            path = os.path.join(run_dir, name)
+            if os.path.isfile(path):
+                os.remove(path)
+                removed.append(name)
+    return removed
+
+
 def save_weights(path: str, model: nn.Module, metadata: Dict[str, Any]):
     from safetensors.torch import save
     state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
@@ -342,9 +409,12 @@ def load_state(path: str) -> Dict[str, Any]:
         path = os.path.join(path, 'last.state.pt')
     if not os.path.isfile(path):
         raise FileNotFoundError(f'--resume: no training state at {path!r}')
-    state = torch.load(path, map_location='cpu', weights_only=True)
-    if state.get('version') != STATE_VERSION:
-        raise ValueError(f'{path!r} is not a zoo training state (version {state.get("version")!r})')
+    from .errors import reading_checkpoint
+    with reading_checkpoint(path):
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    if not isinstance(state, dict) or state.get('version') != STATE_VERSION:
+        version = state.get('version') if isinstance(state, dict) else None
+        raise ValueError(f'{path!r} is not a zoo training state (version {version!r})')
     return state
 
 
@@ -390,14 +460,16 @@ class Trainer:
     """One training run; ``fit()`` returns the final metrics."""
 
     def __init__(self, args: argparse.Namespace):
+        explicit = vars(args).pop('_explicit', None)  # parse_args' record of the flags the user wrote
         self.args = args
+        self.epochs_changed = False
         if args.threads:
             torch.set_num_threads(args.threads)
         self.device, self.rank, self.local_rank, self.world = init_distributed(args.device)
         self.is_main = self.rank == 0
         self.resume_state = None
         if args.resume:
-            self._adopt_resumed_args()
+            self._adopt_resumed_args(explicit)
         args = self.args
         if args.deterministic:
             os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
@@ -416,20 +488,56 @@ class Trainer:
         self.run_dir = args.output
         if self.is_main:
             os.makedirs(self.run_dir, exist_ok=True)
-            with open(os.path.join(self.run_dir, 'args.yaml'), 'w') as f:
-                import yaml
-                yaml.safe_dump(json.loads(json.dumps(vars(args))), f, sort_keys=True)
+            removed = remove_stale_temporaries(self.run_dir)
+            if removed:
+                print(f'zoo train: removed {len(removed)} temporary files of killed writers: {", ".join(removed)}')
+            import yaml
+            atomic_write(os.path.join(self.run_dir, 'args.yaml'),
+                         yaml.safe_dump(json.loads(json.dumps(vars(args))), sort_keys=True).encode())
+            if self.resume_state is not None:
+                self._redo_derived_files(self.resume_state)
         self.wandb = self._init_wandb() if args.log_wandb and self.is_main else None
 
     # -- setup ------------------------------------------------------------------------------
 
-    def _adopt_resumed_args(self):
-        state = load_state(self.args.resume)
+    def _adopt_resumed_args(self, explicit: Optional[List[str]]):
+        """Continue the run in the folder ``--resume`` points at, with its saved arguments; flags given now either
+        apply (runtime ones, ``--epochs`` to extend the run) or are refused with a message, never ignored."""
+        from .errors import UserError
+        resume = self.args.resume
+        run_dir = resume if os.path.isdir(resume) else os.path.dirname(resume) or '.'
+        state = load_state(resume)
         saved = dict(state['args'])
+        current = vars(self.args)
+        for key, value in current.items():
+            saved.setdefault(key, value)  # flags added since the run started
+        given = set(explicit) if explicit is not None else {k for k, v in current.items() if v != saved[k]}
+        given -= set(RUNTIME_ARGS)
+        if 'output' in given:
+            if os.path.abspath(current['output']) != os.path.abspath(run_dir):
+                raise UserError(f'--output with --resume: a resumed run continues in the folder it is resumed from '
+                                f'({run_dir}); copy the run folder there first to continue elsewhere')
+            given.discard('output')
+        changed = sorted(k for k in given if current[k] != saved[k])
+        refused = [k for k in changed if k not in RESUME_CHANGEABLE]
+        if refused:
+            was = ', '.join(f'--{k.replace("_", "-")} {saved[k]!r} (given {current[k]!r})' for k in refused)
+            raise UserError(f'--resume continues {run_dir} as it was started: {was} cannot change. To train on '
+                            f'with other settings, start a new run with --pretrained-path '
+                            f'{os.path.join(run_dir, "last.safetensors")}')
+        if 'epochs' in changed:
+            done = state['epoch'] + (1 if state['step_in_epoch'] else 0)
+            if current['epochs'] < done:
+                raise UserError(f'--epochs {current["epochs"]} with --resume: {run_dir} has already reached epoch '
+                                f'{done}; give more epochs to extend it')
+            if saved.get('sched') == 'plateau':
+                raise UserError('--epochs cannot change on --resume with --sched plateau (its state depends on '
+                                'the schedule length)')
+            saved['epochs'] = current['epochs']
+            self.epochs_changed = True
         for key in RUNTIME_ARGS:
-            saved[key] = getattr(self.args, key)
-        if saved.get('output') is None or not os.path.isdir(str(saved.get('output'))):
-            saved['output'] = self.args.resume if os.path.isdir(self.args.resume) else os.path.dirname(self.args.resume)
+            saved[key] = current.get(key)
+        saved['output'] = run_dir
         if state.get('world_size', 1) != self.world:
             warnings.warn(f'resuming a {state.get("world_size")}-process run with {self.world} processes: '
                           'the run continues but is not identical to an uninterrupted one')
@@ -592,9 +700,11 @@ class Trainer:
         meta.update(extra)
         return meta
 
-    def _state(self, epoch: int, step_in_epoch: int, ranks: List[Dict[str, Any]]) -> Dict[str, Any]:
+    def _state(self, epoch: int, step_in_epoch: int, ranks: List[Dict[str, Any]],
+               finished_epoch: Optional[int]) -> Dict[str, Any]:
         return {
             'version': STATE_VERSION, 'args': vars(self.args), 'epoch': epoch, 'step_in_epoch': step_in_epoch,
+            'finished_epoch': finished_epoch,
             'num_updates': self.num_updates, 'world_size': self.world,
             'model': unwrap(self.model).state_dict(), 'optimizer': self.optimizer.state_dict(),
             'scheduler': self.scheduler.state_dict(), 'scaler': self.scaler.state_dict(),
@@ -602,19 +712,43 @@ class Trainer:
             'ranks': ranks, 'best': self.best, 'history': self.history, 'bad_images': self.bad_images.count,
         }
 
-    def save_last(self, epoch: int, step_in_epoch: int):
+    def save_last(self, epoch: int, step_in_epoch: int, finished_epoch: Optional[int] = None):
+        """Commit the run at (epoch, step), then write the files derived from it.
+
+        ``last.state.pt`` is the one commit point: once it is in place the run has reached this step. It names
+        the files derived from it (``last.safetensors`` always; with ``finished_epoch``, that epoch's
+        ``epoch-NNN``, ``best`` when it was the best, ``summary.csv``, ``log.json``), which are written next
+        from the same weights and history; a kill among them is repaired by ``--resume``, which writes them
+        again from the state before training on (``_redo_derived_files``). A kill before the commit leaves
+        the previous state, and the resumed run redoes the steps since.
+        """
         # a collective: every rank takes part
         ranks = gather_rank_states(self.world, {'rng': rng_state(), 'partial_epoch': list(self.partial_epoch)})
         if not self.is_main:
             return
-        save_state(os.path.join(self.run_dir, 'last.state.pt'), self._state(epoch, step_in_epoch, ranks))
+        save_state(os.path.join(self.run_dir, 'last.state.pt'),
+                   self._state(epoch, step_in_epoch, ranks, finished_epoch))
+        self._write_derived_files(epoch, step_in_epoch, finished_epoch)
+
+    def _write_derived_files(self, epoch: int, step_in_epoch: int, finished_epoch: Optional[int]):
         save_weights(os.path.join(self.run_dir, 'last.safetensors'), self.model,
                      self._metadata(epoch=epoch, step_in_epoch=step_in_epoch, num_updates=self.num_updates))
+        if finished_epoch is not None:
+            self._write_epoch_files(finished_epoch, self.history[-1], self.best['epoch'] == finished_epoch)
+
+    def _redo_derived_files(self, state: Dict[str, Any]):
+        """On resume: write again the files the restored state names (a kill may have cut them off), and drop
+        a results.json the run is about to outdate."""
+        self._write_derived_files(state['epoch'], state['step_in_epoch'], state.get('finished_epoch'))
+        results = os.path.join(self.run_dir, 'results.json')
+        if self.start_epoch < self.num_epochs and os.path.exists(results):
+            os.remove(results)
 
     def _restore(self, state: Dict[str, Any]):
         unwrap(self.model).load_state_dict(state['model'])
         self.optimizer.load_state_dict(state['optimizer'])
-        self.scheduler.load_state_dict(state['scheduler'])
+        if not self.epochs_changed:  # an extended run keeps the schedule built for its new length
+            self.scheduler.load_state_dict(state['scheduler'])
         self.scaler.load_state_dict(state['scaler'])
         if self.ema is not None and state['ema'] is not None:
             self.ema.module.load_state_dict(state['ema'])
@@ -712,9 +846,8 @@ class Trainer:
             if is_best:
                 self.best = {'top1': metrics[best_key], 'epoch': epoch}
             self.partial_epoch = (0.0, 0)
-            self.save_last(epoch + 1, 0)
+            self.save_last(epoch + 1, 0, finished_epoch=epoch)
             if self.is_main:
-                self._write_epoch_files(epoch, metrics, is_best)
                 ema = f', EMA top-1 {metrics["ema_top1"]:.2f}%' if self.ema is not None else ''
                 print(f'epoch {epoch}: train loss {metrics["train_loss"]:.4f}, val loss {metrics["val_loss"]:.4f}, '
                       f'top-1 {metrics["val_top1"]:.2f}%, top-5 {metrics["val_top5"]:.2f}%{ema}, '
@@ -830,20 +963,22 @@ def plot_curves(history: List[Dict[str, Any]], path: str):
     atomic_write(path, buffer.getvalue())
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def run(argv: List[str]) -> int:
     args = parse_args(argv)
     if args.output is None and not args.resume:
         args.output = os.path.join('output', f'{args.model.replace(":", "_")}-{time.strftime("%Y%m%d-%H%M%S")}')
     try:
-        trainer = Trainer(args)
-        trainer.fit()
-    except (ValueError, FileNotFoundError) as e:
-        print(f'zoo train: error: {e}', file=sys.stderr)
-        return 2
+        Trainer(args).fit()
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from .errors import run_command
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run_command('zoo train', lambda: run(argv), verbose='--verbose' in argv)
 
 
 if __name__ == '__main__':

@@ -25,7 +25,8 @@ from .train import create_model, evaluate, fit_state_dict, init_distributed, rea
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='zoo validate', description=__doc__.split('\n')[0],
+    from .errors import ArgumentParser
+    p = ArgumentParser(prog='zoo validate', description=__doc__.split('\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('-m', '--model', default=None, help='model name (default: the one stored in a zoo checkpoint)')
     p.add_argument('--checkpoint', default=None, help='weights file (.safetensors, or .pth/.pt loaded weights-only)')
@@ -58,6 +59,17 @@ def _parse_meta(meta):
         except (TypeError, ValueError):
             out[k] = v
     return out
+
+
+def check_args(args: argparse.Namespace):
+    """Values no evaluation can use, refused with the flag's name before anything is loaded or built."""
+    from .errors import UserError
+    for key, low in (('batch_size', 1), ('img_size', 1), ('workers', 0), ('threads', 1), ('num_classes', 1)):
+        value = getattr(args, key)
+        if value is not None and value < low:
+            raise UserError(f'--{key.replace("_", "-")} must be >= {low}, got {value}')
+    if args.checkpoint and not os.path.isfile(args.checkpoint):
+        raise UserError(f'--checkpoint {args.checkpoint!r}: no such file')
 
 
 def checkpoint_metadata(path: str) -> dict:
@@ -104,6 +116,7 @@ def eval_data_config(args: argparse.Namespace, meta: dict, cfg: dict) -> dict:
 
 
 def validate(args: argparse.Namespace) -> dict:
+    check_args(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device, rank, _, world = init_distributed(args.device)
@@ -156,16 +169,13 @@ def validate(args: argparse.Namespace) -> dict:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from .errors import run_command
     args = build_parser().parse_args(argv)
     try:
-        validate(args)
-    except (ValueError, FileNotFoundError) as e:
-        print(f'zoo validate: error: {e}', file=sys.stderr)
-        return 2
+        return run_command('zoo validate', lambda: validate(args) and 0, verbose=args.verbose)
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-    return 0
 
 
 if __name__ == '__main__':

@@ -15,8 +15,11 @@ Config example (scope ``zoo`` after ``custom_imports=dict(imports=['zoo.mm'])``)
 Pretrained weights (``pretrained=``) are loaded into the full classification model *before* it is
 wrapped, through timm's loader and the family's ``checkpoint_filter_fn``: official checkpoints and
 zoo/timm ones alike. ``pretrained=True`` uses the model's default source (URL / hub),
-a path uses that file, an ``http(s)://`` string that URL. Missing / unexpected keys are logged by
-timm (``pretrained_strict=False``, mmengine's convention) or raise (``pretrained_strict=True``).
+a path uses that file, an ``http(s)://`` string that URL. For zoo models the checkpoint is compared with
+the backbone (classifier aside, ``zoo.models._builder.LoadReport``): ``pretrained_strict=True`` raises on any
+missing or unexpected tensor; the default non-strict load (mmengine's convention) logs the fraction of the
+parameters it filled and raises when that is below ``pretrained_min_loaded`` (0.5; 0 accepts any partial
+load), so a checkpoint of another architecture never leaves the backbone silently random.
 A whole-detector checkpoint is instead loaded with mmengine's ``init_cfg=dict(type='Pretrained', ...)``
 on the detector.
 """
@@ -48,6 +51,11 @@ def resolve_model_name(model_name: str) -> str:
     return zoo.resolve_model_name(model_name)  # raises a ValueError naming similar zoo models
 
 
+def _is_zoo_model(name: str) -> bool:
+    from zoo.models import is_zoo_model
+    return is_zoo_model(name)
+
+
 _OUT_NORMS = {
     'LN2d': lambda c, **kw: LayerNorm2d(c, **kw),
     'BN': lambda c, **kw: nn.BatchNorm2d(c, **kw),
@@ -65,10 +73,12 @@ def build_out_norm(norm_cfg: Union[str, dict], num_channels: int) -> nn.Module:
     return _OUT_NORMS[norm_type](num_channels, **cfg)
 
 
-def _pretrained_kwargs(pretrained: Union[bool, str, None], strict: bool) -> dict:
+def _pretrained_kwargs(pretrained: Union[bool, str, None], strict: bool, min_loaded: float, zoo_model: bool) -> dict:
     if not pretrained:
         return {}
     kwargs = dict(pretrained=True, pretrained_strict=strict)
+    if zoo_model:  # timm's own models take no such argument
+        kwargs['pretrained_min_loaded'] = min_loaded
     if pretrained is True:
         return kwargs
     if not isinstance(pretrained, str):
@@ -94,7 +104,9 @@ class ZooBackbone(BaseModule):
         norm_eval: keep every BatchNorm in eval mode during training (frozen running statistics).
         with_cp: gradient (activation) checkpointing through the model's ``set_grad_checkpointing``.
         pretrained: False, True (the model's default weights), a local file or a URL.
-        pretrained_strict: raise on missing/unexpected keys instead of logging them.
+        pretrained_strict: raise on any missing/unexpected tensor (classifier aside) instead of logging them.
+        pretrained_min_loaded: a non-strict load filling less than this fraction of the parameters raises
+            (zoo models; 0 accepts any partial load).
         drop_path_rate: stochastic depth rate passed to the model.
         out_norm: optional per-level output norm ('LN2d', 'BN', 'GN', 'SyncBN' or a dict with ``type``).
         in_channels: input channels.
@@ -114,6 +126,7 @@ class ZooBackbone(BaseModule):
             with_cp: bool = False,
             pretrained: Union[bool, str] = False,
             pretrained_strict: bool = False,
+            pretrained_min_loaded: float = 0.5,
             drop_path_rate: Optional[float] = None,
             out_norm: Optional[Union[str, dict]] = None,
             in_channels: int = 3,
@@ -130,7 +143,8 @@ class ZooBackbone(BaseModule):
         kwargs = dict(model_kwargs or {})
         if drop_path_rate is not None:
             kwargs['drop_path_rate'] = drop_path_rate
-        kwargs.update(_pretrained_kwargs(pretrained, pretrained_strict))
+        kwargs.update(_pretrained_kwargs(pretrained, pretrained_strict, pretrained_min_loaded,
+                                         _is_zoo_model(self.model_name)))
         try:
             self.model = timm.create_model(
                 self.model_name, features_only=True, out_indices=self.out_indices, in_chans=in_channels,
