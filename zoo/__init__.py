@@ -3,12 +3,16 @@
 ``import zoo`` registers every zoo model with timm: each as ``zoo_<name>``, and as the plain
 ``<name>`` wherever timm does not already ship that name (timm's models are never shadowed).
 """
+import os
 from typing import List, Optional
 
-import timm
+from ._source_tree import link_source_tree
 
-from . import models as _models  # noqa: F401  (registers the models with timm)
-from .models._builder import is_zoo_model, to_zoo_name, zoo_model_names
+link_source_tree(__name__, os.path.dirname(os.path.abspath(__file__)))  # a checkout runs uninstalled too
+import timm  # noqa: E402
+
+from . import models as _models  # noqa: E402, F401  (registers the models with timm)
+from .models._builder import is_zoo_model, to_zoo_name, zoo_model_names  # noqa: E402
 
 __version__ = '0.1.0'
 __all__ = ['create_model', 'list_models', 'resolve_model_name', '__version__']
