@@ -250,6 +250,61 @@ def test_pretrained_and_converter_round_trip(fixtures_dir, tmp_path):
     assert zoo.convert.main(['moat', '--variant', 'moat_0', '--src', src, '--out', str(tmp_path / 'x.st')]) == 2
 
 
+def _convert_and_run(src, out, x, *extra):
+    assert zoo.convert.main(['moat', '--variant', 'tiny_moat_0', '--src', str(src), '--out', str(out), *extra]) == 0
+    model = zoo.create_model('tiny_moat_0', pretrained=True, pretrained_cfg_overlay=dict(file=str(out))).eval()
+    with torch.no_grad():
+        return model(x)
+
+
+def test_converter_keeps_0d_and_drops_non_numeric_entries(fixtures_dir, tmp_path):
+    """A TF checkpoint holds 0-d variables (global_step) and, in TF1, string entries: neither may stop the converter.
+    TF's reader returns a 0-d variable as a numpy scalar (not an array); the .npz path gives a 0-d array."""
+    import numpy as np
+    tensors = zoo.convert.numeric_tensors([('global_step', np.int64(1234)), ('w', np.ones((2, 3), np.float32)),
+                                           ('_CHECKPOINTABLE_OBJECT_GRAPH', np.bytes_(b'graph'))])
+    assert set(tensors) == {'global_step', 'w'} and tensors['global_step'].shape == () \
+        and int(tensors['global_step']) == 1234
+    t, _, official = _load_case(os.path.join(_moat_dir(fixtures_dir), 'tiny_moat0_256.safetensors'))
+    npz = tmp_path / 'tf_vars.npz'
+    np.savez(npz, global_step=np.array(1234, np.int64), **{k: v.numpy() for k, v in official.items()})
+    out = _convert_and_run(npz, tmp_path / 'x.safetensors', t['input'][:1])
+    assert (out - t['output'][:1]).abs().max() <= 1e-4
+
+
+@pytest.mark.slow  # TensorFlow's import and a 700-variable TF1 graph: ~30 s (CI has no TensorFlow: skipped there)
+def test_converter_reads_a_tf1_saver_checkpoint(fixtures_dir, tmp_path):
+    """A real TF1 checkpoint as the released archives hold it (tf.compat.v1.train.Saver: the variables under their TF1
+    names, /ExponentialMovingAverage copies, global_step): EMA weights by default, the raw ones with --no-ema."""
+    tf = pytest.importorskip('tensorflow', reason='the convert extra (tensorflow-cpu) is not installed')
+    moat_dir = _moat_dir(fixtures_dir)
+    t, _, official = _load_case(os.path.join(moat_dir, 'tiny_moat0_256.safetensors'))
+    keys_file = os.path.join(moat_dir, 'tiny_moat0_pretrain_256_1k_keys.json')
+    non_trainable = set(json.load(open(keys_file))['non_trainable'])
+    with tf.Graph().as_default():
+        variables = [tf.compat.v1.get_variable(name, initializer=tf.constant(value.numpy()), use_resource=False,
+                                               trainable=name not in non_trainable) for name, value in official.items()]
+        step = tf.compat.v1.train.get_or_create_global_step()
+        ema = tf.compat.v1.train.ExponentialMovingAverage(0.9999, num_updates=step)
+        ema.apply(variables)  # shadows (BN moving statistics included) start at the official values
+        # then a "training step" moves the raw variables away from their averages
+        train_step = [tf.compat.v1.assign_add(v, tf.ones_like(v)) for v in variables] + [tf.compat.v1.assign(step, 7)]
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.variables_initializer(variables + [step]))
+            sess.run(tf.compat.v1.variables_initializer([ema.average(v) for v in variables]))
+            sess.run(train_step)
+            tf.compat.v1.train.Saver().save(sess, str(tmp_path / 'ckpt' / 'model.ckpt'), global_step=step)
+    x = t['input'][:1]
+    out = _convert_and_run(tmp_path / 'ckpt', tmp_path / 'ema.safetensors', x)
+    assert (out - t['output'][:1]).abs().max() <= 1e-4
+    _convert_and_run(tmp_path / 'ckpt', tmp_path / 'raw.safetensors', x, '--no-ema')
+    ema_sd, raw_sd = load_file(str(tmp_path / 'ema.safetensors')), load_file(str(tmp_path / 'raw.safetensors'))
+    assert ema_sd.keys() == raw_sd.keys()
+    for k, v in ema_sd.items():
+        if v.is_floating_point():
+            assert torch.equal(raw_sd[k], v + 1), k
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # the fused attention path (Triton; under the interpreter on CPU at a tiny shape)
 

@@ -12,6 +12,7 @@ after checking they agree.
 import argparse
 import time
 
+import _source_tree  # noqa: F401  (a checkout that was never installed imports its own zoo)
 import torch
 from zoo.models.biformer import _from_regions, _to_regions
 from zoo.ops.routing import routing_attention_reference

@@ -5,6 +5,8 @@
 """
 import sys
 
+import _source_tree  # noqa: F401  (a checkout that was never installed imports its own zoo)
+
 from zoo.convert import main
 
 if __name__ == '__main__':

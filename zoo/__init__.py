@@ -12,6 +12,10 @@ import os
 import sys
 from typing import List, Optional
 
+from ._source_tree import link_source_tree
+
+link_source_tree(__name__, os.path.dirname(os.path.abspath(__file__)))  # a checkout runs uninstalled too
+
 __version__ = '0.1.0'
 __all__ = ['create_model', 'list_models', 'resolve_model_name', '__version__']
 

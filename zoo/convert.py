@@ -11,11 +11,11 @@ names -> arrays (no TensorFlow needed), e.g. written by ``tf.train.load_checkpoi
 import argparse
 import os
 import sys
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import torch
 
-__all__ = ['main', 'read_tf_checkpoint', 'convert_moat', 'CONVERTERS']
+__all__ = ['main', 'read_tf_checkpoint', 'numeric_tensors', 'convert_moat', 'CONVERTERS']
 
 
 def read_tf_checkpoint(path: str) -> Dict[str, torch.Tensor]:
@@ -30,7 +30,7 @@ def read_tf_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     if path.endswith('.npz'):
         import numpy as np
         with np.load(path, allow_pickle=False) as data:
-            return {k: torch.from_numpy(data[k]) for k in data.files}
+            return numeric_tensors((k, data[k]) for k in data.files)
     try:
         import tensorflow as tf  # optional: only TF checkpoints need it
     except ImportError as e:
@@ -38,11 +38,21 @@ def read_tf_checkpoint(path: str) -> Dict[str, torch.Tensor]:
             f'reading the TF checkpoint {path!r} needs TensorFlow: pip install tensorflow-cpu '
             '(or convert it to .npz elsewhere and pass that)') from e
     reader = tf.train.load_checkpoint(path)
+    return numeric_tensors((name, reader.get_tensor(name)) for name in reader.get_variable_to_shape_map())
+
+
+def numeric_tensors(items: Iterable[Tuple[str, Any]]) -> Dict[str, torch.Tensor]:
+    """(name, array or numpy scalar) pairs -> name -> tensor, dropping non-numeric values (strings, objects).
+
+    TF's checkpoint reader returns 0-d variables (``global_step``) as numpy scalars, not arrays, and TF1 checkpoints
+    may hold string entries: every value goes through ``np.array`` (a copy, also of read-only buffers) first.
+    """
+    import numpy as np
     out = {}
-    for name in reader.get_variable_to_shape_map():
-        value = reader.get_tensor(name)
-        if getattr(value, 'dtype', None) is not None and value.dtype.kind in 'fiub':
-            out[name] = torch.from_numpy(value.copy())
+    for name, value in items:
+        value = np.array(value)
+        if value.dtype.kind in 'fiub':
+            out[name] = torch.from_numpy(value)
     return out
 
 
