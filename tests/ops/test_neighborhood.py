@@ -74,17 +74,20 @@ def _brute_qk_av(q, k, v, attn, ks, dil, rpb):
 ORACLE_CASES = [
     (7, 9, 3, 1), (9, 7, 5, (1, 1)), (13, 14, 13, 1), (14, 17, 7, 2), (12, 11, 3, (4, 3)), (15, 15, 5, 3),
     (11, 13, (3, 5), (3, 2)), (8, 16, 3, (2, 4)), (13, 16, 7, (1, 2)), (14, 14, 7, 2), (7, 8, 7, 1),
+    # several ragged tiles per axis and residue class in the tiled form
+    (23, 19, 3, (2, 1)), (17, 26, (5, 3), (1, 3)),
 ]
 
 
-# the reference's two formulations: the per-tap loop (large eager maps) and the one-gather form (export, small maps)
-FORMULATIONS = {'tap_loop': 0, 'one_gather': 1 << 40}
+# the reference's three formulations: the tiled matrix products (eager), the per-tap loop (eager problems too
+# large for tiles) and the one-gather form (export)
+FORMULATIONS = ('tap_loop', 'gather', 'tiled')
 
 
-@pytest.fixture(params=sorted(FORMULATIONS))
+@pytest.fixture(params=FORMULATIONS)
 def formulation(request, monkeypatch):
-    monkeypatch.setattr(importlib.import_module('zoo.ops.neighborhood.reference'), 'GATHER_MAX_ELEMENTS',
-                        FORMULATIONS[request.param])
+    monkeypatch.setattr(importlib.import_module('zoo.ops.neighborhood.reference'), '_formulation',
+                        lambda *args: request.param)
     return request.param
 
 
@@ -120,7 +123,7 @@ def test_tables_exhaustive_against_case_form():
 
 def test_graph_capture_takes_one_gather(monkeypatch):
     """Under export the op is the same few graph nodes whatever the kernel size (no per-tap loop)."""
-    monkeypatch.setattr(importlib.import_module('zoo.ops.neighborhood.reference'), 'GATHER_MAX_ELEMENTS', 0)
+    monkeypatch.setattr(importlib.import_module('zoo.ops.neighborhood.reference'), 'TILED_MAX_ELEMENTS', 0)
 
     class Op(torch.nn.Module):
         def __init__(self, kernel):
@@ -153,6 +156,11 @@ def test_reference_gradients_fp64(formulation):
     attn = torch.randn(1, 1, 6, 6, 9, generator=g, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b, c: neighborhood_qk_reference(a, b, 3, (2, 2), c), (q, k, rpb))
     assert torch.autograd.gradcheck(lambda a, b: neighborhood_av_reference(a, b, 3, (1, 2)), (attn, v))
+    # a map that the tiled form cuts into several tiles per axis
+    q, k = (torch.randn(1, 1, 8, 9, 2, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    attn = torch.randn(1, 1, 8, 9, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: neighborhood_qk_reference(a, b, 3, 1), (q, k))
+    assert torch.autograd.gradcheck(lambda a, b: neighborhood_av_reference(a, b, 3, 1), (attn, k))
 
 
 
