@@ -53,8 +53,15 @@ def _padded(rows: List[list], width: int) -> List[list]:
     return [r + [r[-1]] * (width - len(r)) for r in rows]
 
 
-@functools.lru_cache(maxsize=64)
 def _tables_cpu(H: int, W: int, kh: int, kw: int, dh: int, dw: int):
+    # cached tables must be plain tensors even when first built inside inference_mode: an inference tensor cannot
+    # be saved for backward by a later differentiable call
+    with torch.inference_mode(False):
+        return _build_tables(H, W, kh, kw, dh, dw)
+
+
+@functools.lru_cache(maxsize=64)
+def _build_tables(H: int, W: int, kh: int, kw: int, dh: int, dw: int):
     qy, ky, ly = _axis_runs(H, kh, dh)
     qx, kx, lx = _axis_runs(W, kw, dw)
     tqy, tqx = max(map(len, qy)), max(map(len, qx))

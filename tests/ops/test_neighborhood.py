@@ -243,3 +243,16 @@ def test_custom_ops_opcheck():
     attn = torch.randn(1, 1, 5, 6, 9, generator=g, requires_grad=True)
     torch.library.opcheck(torch.ops.zoo.neighborhood_qk.default, (q, k, rpb, 3, 3, 1, 2))
     torch.library.opcheck(torch.ops.zoo.neighborhood_av.default, (attn, q, 3, 3, 1, 2))
+
+
+def test_tiled_tables_built_in_inference_mode_serve_autograd():
+    """The tiled form caches its tables; built first under inference_mode they must still serve a backward."""
+    q = torch.randn(1, 1, 11, 10, 2)
+    attn = torch.randn(1, 1, 11, 10, 9)
+    with torch.inference_mode():
+        neighborhood_qk_reference(q, q, 3, (3, 2))
+        neighborhood_av_reference(attn, q, 3, (3, 2))
+    q.requires_grad_()
+    attn.requires_grad_()
+    (neighborhood_qk_reference(q, q, 3, (3, 2)).sum() + neighborhood_av_reference(attn, q, 3, (3, 2)).sum()).backward()
+    assert q.grad is not None and attn.grad is not None
