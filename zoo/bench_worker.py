@@ -5,9 +5,10 @@ an unpacked older revision of zoo or at nothing (the installed zoo): two ``zoo``
 process. It imports nothing from zoo but the package itself, so the same worker drives any revision.
 
 Protocol (one JSON object per stdout line): after building the model (seed 0), it saves the eval-mode output
-on a seeded input and the state-dict layout to ``--out``, measures the peak resident-set growth of one steady
-step (as ``zoo.benchmark``'s memory probe), prints ``{"ready": ...}``; then every ``step`` line on stdin runs
-one step and prints its seconds; ``quit`` (or EOF) ends it.
+on a seeded input and the state-dict layout to ``--out``, measures the peak resident-set growth of that first
+forward over the built model (of the first training step after it with ``--mode train``), prints
+``{"ready": ...}``; then every ``step`` line on stdin runs one step and prints its wall and CPU seconds;
+``quit`` (or EOF) ends it.
 """
 import argparse
 import json
@@ -49,13 +50,16 @@ def _step_fn(model, x, mode):
     return step
 
 
-def _peak_step_mb(step) -> float:
-    step()  # the first step allocates optimizer state and caches; a steady step's peak is what is reported
+def _peak_mb(fn, measure: bool = True):
+    """(fn(), peak resident-set growth during it in MB, or None): fn must be the first work of its kind in this
+    process, since the allocator keeps what earlier work freed and later peaks hardly grow."""
+    if not measure:
+        return fn(), None
     with open('/proc/self/clear_refs', 'w') as f:
         f.write('5')  # Linux: reset the peak resident set size (VmHWM) to the current one
     base = _status_mb('VmRSS')
-    step()
-    return _status_mb('VmHWM') - base
+    out = fn()
+    return out, _status_mb('VmHWM') - base
 
 
 def main(argv=None) -> int:
@@ -78,20 +82,26 @@ def main(argv=None) -> int:
     torch.manual_seed(1)
     x = torch.randn(args.batch, getattr(model, 'in_chans', 3), args.img_size, args.img_size)
     model.eval()
-    with torch.inference_mode():
-        out = model(x)
+
+    def seeded_output():
+        with torch.inference_mode():
+            return model(x)
+    # infer: the memory of the first forward over the built model; train: of the first step after that forward
+    out, mem = _peak_mb(seeded_output, not args.no_memory)
     layout = [(k, tuple(v.shape)) for k, v in model.state_dict().items()]
     torch.save({'output': out, 'layout': layout}, args.out)
     step = _step_fn(model, x, args.mode)
-    mem = None if args.no_memory else _peak_step_mb(step)
+    if args.mode == 'train':
+        mem = _peak_mb(step, not args.no_memory)[1]
     print(json.dumps({'ready': True, 'zoo': os.path.dirname(zoo.__file__), 'mem_mb': mem,
                       'threads': torch.get_num_threads()}), flush=True)
     for line in sys.stdin:
         if line.strip() != 'step':
             break
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         step()
-        print(json.dumps({'seconds': time.perf_counter() - t0}), flush=True)
+        # wall time, and this process's CPU time (less sensitive to other processes on a busy machine)
+        print(json.dumps({'seconds': time.perf_counter() - t0, 'cpu_seconds': time.process_time() - c0}), flush=True)
     return 0
 
 

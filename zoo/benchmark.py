@@ -39,7 +39,7 @@ import tarfile
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
@@ -69,6 +69,7 @@ class Result:
     zoo_times_ms: List[float] = field(default_factory=list)
     ref_times_ms: List[float] = field(default_factory=list)
     out_max_abs_diff: Optional[float] = None  # --compare rev: |zoo output - old revision's output|, same seed
+    cpu_ratio: Optional[float] = None  # --compare rev: the speed ratio by process CPU time instead of wall time
 
 
 def parse_args(argv=None):
@@ -315,10 +316,12 @@ class _Worker:
     def ready(self) -> dict:
         return self._reply()
 
-    def step(self) -> float:
+    def step(self) -> Tuple[float, float]:
+        """(wall seconds, CPU seconds) of one step."""
         self.proc.stdin.write('step\n')
         self.proc.stdin.flush()
-        return self._reply()['seconds']
+        reply = self._reply()
+        return reply['seconds'], reply['cpu_seconds']
 
     def close(self):
         if self.proc.poll() is None:
@@ -346,11 +349,13 @@ def bench_rev_pair(name: str, mode: str, batch: int, args) -> Result:
         if info['zoo']['zoo'] == info['ref']['zoo']:
             raise RuntimeError(f'both workers imported zoo from {info["zoo"]["zoo"]}')
         times = {tag: [] for tag in workers}
+        cpu = {tag: [] for tag in workers}
         for i in range(args.warmup + args.runs):
             for tag, w in workers.items():
-                t = w.step()
+                t, c = w.step()
                 if i >= args.warmup:
                     times[tag].append(t)
+                    cpu[tag].append(c)
     finally:
         for w in workers.values():
             w.close()
@@ -361,7 +366,8 @@ def bench_rev_pair(name: str, mode: str, batch: int, args) -> Result:
         ref_ips=batch / med['ref'], ratio=med['ref'] / med['zoo'], zoo_mem_mb=info['zoo']['mem_mb'],
         ref_mem_mb=info['ref']['mem_mb'], zoo_times_ms=[round(t * 1e3, 3) for t in times['zoo']],
         ref_times_ms=[round(t * 1e3, 3) for t in times['ref']],
-        out_max_abs_diff=_output_diff(workers['zoo'].out, workers['ref'].out))
+        out_max_abs_diff=_output_diff(workers['zoo'].out, workers['ref'].out),
+        cpu_ratio=statistics.median(cpu['ref']) / statistics.median(cpu['zoo']))
 
 
 def bench_pair(name: str, which: str, mode: str, batch: int, args) -> Result:
@@ -558,6 +564,7 @@ def _bench_models(names: List[str], args) -> int:
                 results.append(r)
                 print(f'{name:28s} {mode:5s} b{batch:<4d} zoo {r.zoo_ips:9.1f} img/s'
                       + (f' | {r.counterpart} {r.ref_ips:9.1f} img/s | ratio {r.ratio:.2f}' if r.ref_ips else '')
+                      + (f' | by CPU time {r.cpu_ratio:.2f}' if r.cpu_ratio is not None else '')
                       + (f' | outputs differ by {r.out_max_abs_diff:.2e}' if r.out_max_abs_diff is not None else ''),
                       flush=True)
     write_results(results, args)
