@@ -256,3 +256,13 @@ def test_tiled_tables_built_in_inference_mode_serve_autograd():
     attn.requires_grad_()
     (neighborhood_qk_reference(q, q, 3, (3, 2)).sum() + neighborhood_av_reference(attn, q, 3, (3, 2)).sum()).backward()
     assert q.grad is not None and attn.grad is not None
+
+
+@pytest.mark.parametrize('H,W,ks,dil', [(14, 14, 13, 1), (23, 19, 3, (2, 1)), (12, 11, 3, (4, 3))])
+def test_rpb_gather_export_form_equals_eager_form(monkeypatch, H, W, ks, dil):
+    """gather_rpb reads the table one way eagerly and another under graph capture: the same values."""
+    kh, kw = (ks, ks) if isinstance(ks, int) else ks
+    rpb = torch.randn(3, 2 * kh - 1, 2 * kw - 1)
+    eager = neighborhood_rpb(rpb, H, W, ks, dil)
+    monkeypatch.setattr(importlib.import_module('zoo.ops.neighborhood.reference'), 'in_graph_capture', lambda: True)
+    assert torch.equal(neighborhood_rpb(rpb, H, W, ks, dil), eager)
