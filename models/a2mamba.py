@@ -36,6 +36,12 @@ from ._lmmm_layers import DWLayerScale, ProjectionHead, conv_stem
 __all__ = ['A2Mamba', 'MASS', 'A2SSM']
 
 
+def _island_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype of the official code's fp32 islands: fp32, or the input's own where it is wider (a float64 run
+    stays float64 throughout, as the official code's does)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 def _ln(dim):
     return LayerNorm2d(dim, eps=1e-6)
 
@@ -103,7 +109,8 @@ class A2SSM(nn.Module):
         x_dbl = torch.matmul(self.x_proj_weight, xs)  # [B, R + 2N, L]
         dts, Bs, Cs = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=1)
         dts = torch.matmul(self.dt_projs_weight, dts)
-        states = selective_scan_states(xs, dts, -torch.exp(self.A_logs.float()), Bs, self.dt_projs_bias, True)
+        island = _island_dtype(xs)
+        states = selective_scan_states(xs, dts, -torch.exp(self.A_logs.to(island)), Bs, self.dt_projs_bias, True)
         # [B, C, N, L] -> halves over the heads, re-aggregated with the two attention maps
         hd = C * self.d_state // self.num_heads
         states = states.reshape(B, 2, self.num_heads // 2, hd, H, W).permute(1, 0, 2, 4, 5, 3)
@@ -113,7 +120,7 @@ class A2SSM(nn.Module):
         # the scan's states are fp32; a half / bf16 model's convolution needs its own dtype (no-op for fp32 weights)
         states = self.state_fusion(states.to(self.state_fusion.weight.dtype)).flatten(1, 2)
         with torch.autocast(device_type=x.device.type, enabled=False):  # fp32 island, as in the official code
-            y = states.float() * Cs.float() + xs.float() * self.Ds.float().view(-1, 1)
+            y = states.to(island) * Cs.to(island) + xs.to(island) * self.Ds.to(island).view(-1, 1)
         # back to the parameters' dtype: a no-op for fp32 weights (under autocast too), but a half / bf16 model
         # (e.g. an fp16 ONNX export) would otherwise feed fp32 into half convolutions
         return y.reshape(B, C, H, W).to(self.Ds.dtype)
@@ -182,7 +189,8 @@ class MASS(nn.Module):
             y = self.ssm(y, attn1, attn2, ws, dilation)
         y = self.norm(y) + lepe
         with torch.autocast(device_type=x.device.type, enabled=False):  # fp32 island, as in the official code
-            y = y.float() * gate.float()
+            island = _island_dtype(y)
+            y = y.to(island) * gate.to(island)
             return self.proj(y.to(self.proj[-1].weight.dtype))  # fp32 for fp32 weights, as in A2SSM
 
 

@@ -35,6 +35,7 @@ from zoo.ops._dispatch import in_graph_capture as _in_graph_capture
 from zoo.ops.neighborhood import neighborhood_av, neighborhood_rpb
 
 from ._builder import build_zoo_model, check_image_input, register_zoo_model, zoo_default_cfgs
+from ._folding import FoldedBN
 from ._lmmm_layers import DWLayerScale, ProjectionHead, conv_stem
 
 __all__ = ['OverLoCK', 'ContMix', 'DynamicConvBlock', 'RepConvBlock', 'DilatedReparamBlock']
@@ -87,8 +88,18 @@ def fold_dilated_reparam(lk_weight, origin_bn, branches, eps: float = 1e-5):
     return kernel, bias
 
 
-class DilatedReparamBlock(nn.Module):
-    """Large depthwise kernel + BN plus parallel dilated depthwise branches + BN (UniRepLKNet), mergeable."""
+def _bn_tensors(bn: nn.BatchNorm2d) -> Tuple[torch.Tensor, ...]:
+    return bn.weight, bn.bias, bn.running_mean, bn.running_var
+
+
+class DilatedReparamBlock(FoldedBN):
+    """Large depthwise kernel + BN plus parallel dilated depthwise branches + BN (UniRepLKNet), mergeable.
+
+    Eager inference runs the branches merged into one kernel (cached until a weight or statistic changes, see
+    :class:`FoldedBN`): one large depthwise conv instead of up to eight convs, BNs and sums -- the dilated
+    depthwise convs are PyTorch's slowest CPU convolutions -- with the same result to float rounding. Training
+    and graph capture (export) run the branches as written.
+    """
 
     def __init__(self, dim: int, kernel_size: int, deploy: bool = False):
         super().__init__()
@@ -108,9 +119,24 @@ class DilatedReparamBlock(nn.Module):
     def deploy(self) -> bool:
         return not hasattr(self, 'origin_bn')
 
+    def _fold_sources(self) -> Tuple[torch.Tensor, ...]:
+        src = [self.lk_origin.weight, *_bn_tensors(self.origin_bn)]
+        for k, r in self.branches:
+            src += [getattr(self, f'dil_conv_k{k}_{r}').weight, *_bn_tensors(getattr(self, f'dil_bn_k{k}_{r}'))]
+        return tuple(src)
+
+    def _compute_fold(self, src, scale):
+        names = ('weight', 'bias', 'running_mean', 'running_var')
+        branches = [(r, src[5 + 5 * i], dict(zip(names, src[6 + 5 * i:10 + 5 * i])))
+                    for i, (_, r) in enumerate(self.branches)]
+        return fold_dilated_reparam(src[0], dict(zip(names, src[1:5])), branches, self.origin_bn.eps)
+
     def forward(self, x):
         if self.deploy:
             return self.lk_origin(x)
+        if not self.training and not _in_graph_capture():
+            weight, bias = self._folded()
+            return F.conv2d(x, weight, bias, padding=self.kernel_size // 2, groups=self.lk_origin.groups)
         out = self.origin_bn(self.lk_origin(x))
         for k, r in self.branches:
             out = out + getattr(self, f'dil_bn_k{k}_{r}')(getattr(self, f'dil_conv_k{k}_{r}')(x))
@@ -123,7 +149,7 @@ class DilatedReparamBlock(nn.Module):
             return
 
         def bn_dict(bn):
-            return dict(weight=bn.weight, bias=bn.bias, running_mean=bn.running_mean, running_var=bn.running_var)
+            return dict(zip(('weight', 'bias', 'running_mean', 'running_var'), _bn_tensors(bn)))
 
         branches = [(r, getattr(self, f'dil_conv_k{k}_{r}').weight, bn_dict(getattr(self, f'dil_bn_k{k}_{r}')))
                     for k, r in self.branches]

@@ -6,6 +6,7 @@ both contenders, the ratio is their quotient, and the JSON / CSV / markdown outp
 import csv
 import json
 import os
+import subprocess
 
 import pytest
 import torch
@@ -60,3 +61,30 @@ def test_compare_onnx_refuses_settings_it_cannot_measure(capsys):
     with pytest.raises(SystemExit):
         main(['--models', 'patnet_t0', '--compare', 'onnx', '--mode', 'train'])
     assert '--compare onnx measures CPU fp32 inference' in capsys.readouterr().err
+
+
+def test_compare_rev_runs_an_older_revision_in_isolation(tmp_path):
+    """--compare rev builds this checkout's model and the same model at a git revision (HEAD here: always
+    present, also in a shallow clone), each in its own process, from the same seed: equal weights, equal output."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if subprocess.run(['git', '-C', root, 'rev-parse', 'HEAD'], capture_output=True).returncode != 0:
+        pytest.skip('not a git checkout')
+    out = tmp_path / 'bench'
+    torch_threads = torch.get_num_threads()
+    try:
+        assert main(['--models', 'efficientvit_m0', '--compare', 'rev', '--rev', 'HEAD', '--img-size', '64',
+                     '--batch-sizes', '1', '--runs', '1', '--warmup', '0', '--threads', '1',
+                     '--output', str(out)]) == 0
+    finally:
+        torch.set_num_threads(torch_threads)
+    (r,) = json.loads((out / 'results.json').read_text())['results']
+    assert r['counterpart'] == 'rev:HEAD' and len(r['zoo_times_ms']) == len(r['ref_times_ms']) == 1
+    assert r['ratio'] == pytest.approx(r['zoo_ips'] / r['ref_ips'])
+    assert r['zoo_mem_mb'] is not None and r['ref_mem_mb'] is not None
+    assert r['out_max_abs_diff'] == 0.0, 'a model whose code did not change must give the same output'
+
+
+def test_compare_rev_refuses_what_is_not_a_commit(tmp_path):
+    with pytest.raises(SystemExit, match='not a commit'):
+        main(['--models', 'efficientvit_m0', '--compare', 'rev', '--rev', 'no-such-revision-xyz',
+              '--output', str(tmp_path)])

@@ -13,7 +13,13 @@ its counterpart:
 * ``--compare none``: the zoo model alone;
 * ``--compare onnx``: the deployment view (CPU, inference, fp32): the zoo model exported to ONNX
   (``zoo.export_onnx``; files cached in ``--output``/onnx) and run in ONNX Runtime, against the same
-  model in PyTorch eager; the "zoo" columns are ONNX Runtime, the ratio is ORT speed / eager speed.
+  model in PyTorch eager; the "zoo" columns are ONNX Runtime, the ratio is ORT speed / eager speed;
+* ``--compare rev [--rev REV]``: the same zoo model at an older git revision of this checkout (default
+  ``c4646e6``, whose CPU speed equals the official code's), CPU only. ``git archive REV`` is unpacked into a
+  temporary folder as an importable ``zoo`` package and each side runs in its own worker process
+  (``zoo/bench_worker.py``; two ``zoo`` packages cannot share a process) with the same thread count, both
+  building their weights from seed 0 and reporting the max abs difference of their outputs on one seeded input
+  (equal numbers where the state-dict layout is unchanged).
 
 Timing: warm-up, then ``--runs`` timed repetitions alternating zoo / counterpart (so a noisy
 machine slows both alike), median reported, ratio = zoo throughput / counterpart throughput.
@@ -24,20 +30,25 @@ Results go to ``--output`` as JSON, CSV and a markdown table; ``--plot`` also dr
 import argparse
 import contextlib
 import csv
+import io
 import json
 import os
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
 from zoo.ops._dispatch import forced_ops_mode
 
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+# main before the CPU speed work of issue 16: its speed equals the official code's
+DEFAULT_REV = 'c4646e6'
 
 
 @dataclass
@@ -58,6 +69,8 @@ class Result:
     ref_mem_mb: Optional[float] = None
     zoo_times_ms: List[float] = field(default_factory=list)
     ref_times_ms: List[float] = field(default_factory=list)
+    out_max_abs_diff: Optional[float] = None  # --compare rev: |zoo output - old revision's output|, same seed
+    cpu_ratio: Optional[float] = None  # --compare rev: the speed ratio by process CPU time instead of wall time
 
 
 def parse_args(argv=None):
@@ -65,7 +78,9 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--models', nargs='+', default=['efficientvit_m*'],
                    help='zoo model names or patterns (plain or zoo_ names)')
-    p.add_argument('--compare', choices=['timm', 'reference', 'onnx', 'none'], default='timm')
+    p.add_argument('--compare', choices=['timm', 'reference', 'onnx', 'rev', 'none'], default='timm')
+    p.add_argument('--rev', default=DEFAULT_REV,
+                   help=f'--compare rev: the git revision to compare with (default {DEFAULT_REV})')
     p.add_argument('--batch-sizes', nargs='+', type=int, default=[1, 32])
     p.add_argument('--img-size', type=int, default=224)
     p.add_argument('--dtype', choices=sorted(DTYPES), default='fp32', help='autocast dtype (fp32 = no autocast)')
@@ -91,6 +106,10 @@ def parse_args(argv=None):
                                    or args.compile or args.channels_last):
         p.error('--compare onnx measures CPU fp32 inference (ONNX Runtime CPU vs PyTorch eager): use it with '
                 '--device cpu --mode infer --dtype fp32, without --compile / --channels-last')
+    if args.compare == 'rev' and (args.device != 'cpu' or args.dtype != 'fp32' or args.compile
+                                  or args.channels_last):
+        p.error('--compare rev measures CPU fp32 eager (this checkout vs an older revision): use it with '
+                '--device cpu --dtype fp32, without --compile / --channels-last')
     if min(args.batch_sizes) < 1 or args.img_size < 16 or args.runs < 1:
         p.error('batch sizes must be >= 1, --img-size >= 16 and --runs >= 1')
     return args
@@ -121,6 +140,8 @@ def _counterpart(name: str, compare: str) -> str:
         return ''
     if compare == 'onnx':
         return 'eager'
+    if compare == 'rev':
+        return 'rev'
     plain = name.removeprefix('zoo_')
     if compare == 'timm':
         fn = timm.models.model_entrypoint(plain) if timm.is_model(plain) else None
@@ -248,8 +269,118 @@ def _onnx_step(name: str, batch: int, args) -> Callable[[], None]:
     return lambda: session.run(None, feed)
 
 
+# ----------------------------------------------------------------------------------------------
+# --compare rev: this checkout against an older revision, each in its own worker process
+
+def unpack_revision(rev: str, dest: str) -> str:
+    """``git archive REV`` of this checkout unpacked under dest as an importable ``zoo`` package
+    (zoo/, models/ -> zoo/models, ops/ -> zoo/ops, weights/ beside it); returns the folder for PYTHONPATH."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    git = ['git', '-C', root]
+    try:
+        commit = subprocess.run(git + ['rev-parse', '--verify', '--quiet', rev + '^{commit}'], check=True,
+                                capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        raise SystemExit(f'zoo benchmark --compare rev: {rev!r} is not a commit of a git checkout at {root} '
+                         '(the mode needs zoo installed from a git clone)') from None
+    src = os.path.join(dest, 'src')
+    os.makedirs(src)
+    archive = subprocess.run(git + ['archive', '--format=tar', commit], check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(src, filter='data')
+    tree = os.path.join(dest, 'tree')
+    os.makedirs(tree)
+    os.replace(os.path.join(src, 'zoo'), os.path.join(tree, 'zoo'))
+    for sub in ('models', 'ops'):
+        os.replace(os.path.join(src, sub), os.path.join(tree, 'zoo', sub))
+    if os.path.isdir(os.path.join(src, 'weights')):
+        os.replace(os.path.join(src, 'weights'), os.path.join(tree, 'weights'))
+    return tree
+
+
+class _Worker:
+    """A ``zoo/bench_worker.py`` process: one model built and stepped on command."""
+
+    def __init__(self, name: str, mode: str, batch: int, args, pythonpath: Optional[str], out: str):
+        cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), 'bench_worker.py'), name,
+               '--batch', str(batch), '--img-size', str(args.img_size), '--mode', mode, '--out', out]
+        cmd += (['--threads', str(args.threads)] if args.threads else []) + (
+            ['--no-memory'] if args.no_cpu_memory else [])
+        env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+        if pythonpath:
+            env['PYTHONPATH'] = pythonpath
+        # run from the output folder: a source checkout as the working directory would be importable as `zoo`
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                                     cwd=os.path.dirname(out))
+        self.out = out
+
+    def _reply(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f'benchmark worker exited with code {self.proc.wait()} (its error is above)')
+        return json.loads(line)
+
+    def ready(self) -> dict:
+        return self._reply()
+
+    def step(self) -> Tuple[float, float]:
+        """(wall seconds, CPU seconds) of one step."""
+        self.proc.stdin.write('step\n')
+        self.proc.stdin.flush()
+        reply = self._reply()
+        return reply['seconds'], reply['cpu_seconds']
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait()
+
+
+def _output_diff(new_file: str, old_file: str) -> Optional[float]:
+    """Max abs difference of the two seeded outputs; None where the weights cannot be the same."""
+    new, old = (torch.load(f, weights_only=True) for f in (new_file, old_file))
+    if new['layout'] != old['layout'] or new['output'].shape != old['output'].shape:
+        return None
+    return (new['output'].double() - old['output'].double()).abs().max().item()
+
+
+def bench_rev_pair(name: str, mode: str, batch: int, args) -> Result:
+    """This checkout's model against the same model at ``--rev``, two workers stepped alternately."""
+    workdir = os.path.join(args._rev_dir, 'runs')
+    os.makedirs(workdir, exist_ok=True)
+    workers = {}
+    try:
+        for tag, path in (('zoo', None), ('ref', args._rev_tree)):
+            workers[tag] = _Worker(name, mode, batch, args, path, os.path.join(workdir, f'{tag}.pt'))
+        info = {tag: w.ready() for tag, w in workers.items()}
+        if info['zoo']['zoo'] == info['ref']['zoo']:
+            raise RuntimeError(f'both workers imported zoo from {info["zoo"]["zoo"]}')
+        times = {tag: [] for tag in workers}
+        cpu = {tag: [] for tag in workers}
+        for i in range(args.warmup + args.runs):
+            for tag, w in workers.items():
+                t, c = w.step()
+                if i >= args.warmup:
+                    times[tag].append(t)
+                    cpu[tag].append(c)
+    finally:
+        for w in workers.values():
+            w.close()
+    med = {tag: statistics.median(t) for tag, t in times.items()}
+    return Result(
+        model=name, counterpart=f'rev:{args.rev}', mode=mode, batch=batch, img_size=args.img_size, dtype=args.dtype,
+        device=args.device, channels_last=False, compile=False, zoo_ips=batch / med['zoo'],
+        ref_ips=batch / med['ref'], ratio=med['ref'] / med['zoo'], zoo_mem_mb=info['zoo']['mem_mb'],
+        ref_mem_mb=info['ref']['mem_mb'], zoo_times_ms=[round(t * 1e3, 3) for t in times['zoo']],
+        ref_times_ms=[round(t * 1e3, 3) for t in times['ref']],
+        out_max_abs_diff=_output_diff(workers['zoo'].out, workers['ref'].out),
+        cpu_ratio=statistics.median(cpu['ref']) / statistics.median(cpu['zoo']))
+
+
 def bench_pair(name: str, which: str, mode: str, batch: int, args) -> Result:
     """Time the zoo model and its counterpart, interleaved; measure their peak memory."""
+    if which == 'rev':
+        return bench_rev_pair(name, mode, batch, args)
     steps = {}
     if which == 'eager':  # --compare onnx: ONNX Runtime in the zoo columns, the eager model as the counterpart
         steps['zoo'] = (_onnx_step(name, batch, args), None)
@@ -298,12 +429,12 @@ def _fmt(v, spec):
 
 
 def markdown_table(results: List[Result]) -> str:
-    lines = ['| model | vs | mode | batch | zoo img/s | ref img/s | speed ratio | zoo MB | ref MB |',
-             '|---|---|---|---:|---:|---:|---:|---:|---:|']
+    lines = ['| model | vs | mode | batch | zoo img/s | ref img/s | speed ratio | zoo MB | ref MB | max abs diff |',
+             '|---|---|---|---:|---:|---:|---:|---:|---:|---:|']
     for r in results:
         lines.append(f'| {r.model} | {r.counterpart} | {r.mode} | {r.batch} | {r.zoo_ips:.1f} | '
                      f'{_fmt(r.ref_ips, ".1f")} | {_fmt(r.ratio, ".2f")} | {_fmt(r.zoo_mem_mb, ".0f")} | '
-                     f'{_fmt(r.ref_mem_mb, ".0f")} |')
+                     f'{_fmt(r.ref_mem_mb, ".0f")} | {_fmt(r.out_max_abs_diff, ".1e")} |')
     return '\n'.join(lines)
 
 
@@ -420,6 +551,15 @@ def main(argv=None) -> int:
     status = run_command('zoo benchmark', lambda: names.extend(_resolve_models(args.models)))
     if status:
         return status
+    if args.compare == 'rev':
+        with tempfile.TemporaryDirectory(prefix='zoo-bench-rev-') as tmp:
+            args._rev_dir = tmp
+            args._rev_tree = unpack_revision(args.rev, tmp)
+            return _bench_models(names, args)
+    return _bench_models(names, args)
+
+
+def _bench_models(names: List[str], args) -> int:
     modes = ['infer', 'train'] if args.mode == 'both' else [args.mode]
     results = []
     print(f'device={args.device} dtype={args.dtype} img={args.img_size} threads={torch.get_num_threads()} '
@@ -434,7 +574,9 @@ def main(argv=None) -> int:
                 r = bench_pair(name, which, mode, batch, args)
                 results.append(r)
                 print(f'{name:28s} {mode:5s} b{batch:<4d} zoo {r.zoo_ips:9.1f} img/s'
-                      + (f' | {which} {r.ref_ips:9.1f} img/s | ratio {r.ratio:.2f}' if r.ref_ips else ''),
+                      + (f' | {r.counterpart} {r.ref_ips:9.1f} img/s | ratio {r.ratio:.2f}' if r.ref_ips else '')
+                      + (f' | by CPU time {r.cpu_ratio:.2f}' if r.cpu_ratio is not None else '')
+                      + (f' | outputs differ by {r.out_max_abs_diff:.2e}' if r.out_max_abs_diff is not None else ''),
                       flush=True)
     write_results(results, args)
     print()

@@ -9,31 +9,34 @@ rho = i mod d at class position p = i // d; the class has L_rho = ceil((L - rho)
 window starts at s = clamp(p - r, 0, L_rho - k) (windows slide inward at borders, nothing is padded),
 neighbour t is (s + t)*d + rho and its bias index is s + t - p + k - 1. Every axis needs L >= k*d.
 
-The ops neither scale nor softmax. Two equal formulations:
+The ops neither scale nor softmax. Three equal formulations:
 
-- tap loop (large eager problems): walks the kh*kw taps; for each it gathers one shifted copy of k / v (two
-  ``index_select``, separable per axis), so the working set is O(B*heads*H*W*D), never the k*k-expanded
-  neighbour tensor -- but it is 2-3 ops per tap, i.e. ~500 graph nodes per call at kernel 13.
-- one gather (export / compile, and small eager problems): one ``index_select`` with a flat
-  [H*W*kh*kw] neighbour table builds the expanded [B, heads, H, W, kh*kw, D] tensor and one batched matmul
-  contracts it. A constant handful of graph nodes whatever the kernel size: the tap loop made OverLoCK's and
-  A2Mamba's exported graphs so large that the ONNX exporter's optimiser ran for over 15 minutes.
+- tap loop (eager problems too large for the tiled form): walks the kh*kw taps; for each it gathers one shifted
+  copy of k / v (two ``index_select``, separable per axis), so the working set is O(B*heads*H*W*D), never the
+  k*k-expanded neighbour tensor -- but it is 2-3 ops per tap, i.e. ~500 graph nodes per call at kernel 13.
+- one gather (export / compile): one ``index_select`` with a flat [H*W*kh*kw] neighbour table builds the
+  expanded [B, heads, H, W, kh*kw, D] tensor and one batched matmul contracts it. A constant handful of graph
+  nodes whatever the kernel size: the tap loop made OverLoCK's and A2Mamba's exported graphs so large that the
+  ONNX exporter's optimiser ran for over 15 minutes.
+- tiled (every other eager problem; :mod:`.tiled`): dense matrix products over tiles of pixels that share a
+  small key block. Measured on CPU, one thread, it is 3-15x faster than both others at every map, kernel and
+  dilation OverLoCK and A2Mamba use (7x7 to 56x56, kernels 5-13), since it copies O(map) rows, not O(k*k*map).
 """
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
 
 from .._dispatch import in_graph_capture
+from .tiled import neighborhood_av_tiled, neighborhood_qk_tiled, tiled_score_elements
 
 __all__ = [
     'neighborhood_qk_reference', 'neighborhood_av_reference', 'neighbor_tables', 'gather_rpb', 'pair',
     'check_neighborhood',
 ]
 
-# eager problems whose k / v tensor has at most this many elements take the one-gather form: there the
-# tap loop's per-op overhead dominates (measured on CPU: 2.2x faster at 14x14 maps, kernel 13, batch 1), while
-# on large maps the expanded tensor's memory traffic makes the loop faster (2.8x at 56x56, kernel 7)
-GATHER_MAX_ELEMENTS = 1 << 16
+# eager problems whose tiled score matrices would exceed this many elements (1 GiB in fp32: e.g. detection-size
+# maps at large batch) take the tap loop, whose working set is a few copies of the map
+TILED_MAX_ELEMENTS = 1 << 28
 
 IntPair = Union[int, Sequence[int]]
 
@@ -101,11 +104,19 @@ def _gathered(x: torch.Tensor, ny: torch.Tensor, nx: torch.Tensor) -> torch.Tens
 def gather_rpb(rpb: torch.Tensor, by: torch.Tensor, bx: torch.Tensor) -> torch.Tensor:
     """The bias every pixel adds to every tap, [heads, H, W, kh*kw], from the per-axis bias-index tables."""
     H, kh, W, kw = by.shape[0], by.shape[1], bx.shape[0], bx.shape[1]
-    return rpb[:, by[:, None, :, None], bx[None, :, None, :]].reshape(rpb.shape[0], H, W, kh * kw)
+    if in_graph_capture():  # the exported graphs keep the form they were measured with
+        return rpb[:, by[:, None, :, None], bx[None, :, None, :]].reshape(rpb.shape[0], H, W, kh * kw)
+    # eager: one index_select on the flattened table, the same values 4-8x faster on CPU
+    flat = (by[:, None, :, None] * rpb.shape[-1] + bx[None, :, None, :]).reshape(-1)
+    return rpb.flatten(1).index_select(1, flat).reshape(rpb.shape[0], H, W, kh * kw)
 
 
-def _use_gather(x: torch.Tensor) -> bool:
-    return in_graph_capture() or x.numel() <= GATHER_MAX_ELEMENTS
+def _formulation(x: torch.Tensor, kh: int, kw: int, dh: int, dw: int) -> str:
+    """'gather' under graph capture, else 'tiled', or 'tap_loop' where the tiled matrices would be too large."""
+    if in_graph_capture():
+        return 'gather'
+    B, nh, H, W = x.shape[:4]
+    return 'tiled' if tiled_score_elements(B, nh, H, W, kh, kw, dh, dw) <= TILED_MAX_ELEMENTS else 'tap_loop'
 
 
 def neighborhood_qk_reference(
@@ -119,7 +130,10 @@ def neighborhood_qk_reference(
     (kh, kw), (dh, dw) = check_neighborhood(H, W, kernel_size, dilation)
     ny, by = neighbor_tables(H, kh, dh, q.device)
     nx, bx = neighbor_tables(W, kw, dw, q.device)
-    if _use_gather(k):
+    form = _formulation(k, kh, kw, dh, dw)
+    if form == 'tiled':
+        attn = neighborhood_qk_tiled(q, k, kh, kw, dh, dw)
+    elif form == 'gather':
         attn = (q.unsqueeze(-2) @ _gathered(k, ny, nx).transpose(-1, -2)).squeeze(-2)
     else:
         taps = []
@@ -147,7 +161,10 @@ def neighborhood_av_reference(
         raise ValueError(f'attn shape {tuple(attn.shape)} != {(B, nh, H, W, kh * kw)}')
     ny, _ = neighbor_tables(H, kh, dh, v.device)
     nx, _ = neighbor_tables(W, kw, dw, v.device)
-    if _use_gather(v):
+    form = _formulation(v, kh, kw, dh, dw)
+    if form == 'tiled':
+        return neighborhood_av_tiled(attn, v, kh, kw, dh, dw)
+    if form == 'gather':
         return (attn.unsqueeze(-2) @ _gathered(v, ny, nx)).squeeze(-2)
     out = torch.zeros_like(v)
     for a in range(kh):

@@ -76,17 +76,20 @@ def _brute_qk_av(q, k, v, attn, ks, dil, rpb):
 ORACLE_CASES = [
     (7, 9, 3, 1), (9, 7, 5, (1, 1)), (13, 14, 13, 1), (14, 17, 7, 2), (12, 11, 3, (4, 3)), (15, 15, 5, 3),
     (11, 13, (3, 5), (3, 2)), (8, 16, 3, (2, 4)), (13, 16, 7, (1, 2)), (14, 14, 7, 2), (7, 8, 7, 1),
+    # several ragged tiles per axis and residue class in the tiled form
+    (23, 19, 3, (2, 1)), (17, 26, (5, 3), (1, 3)),
 ]
 
 
-# the reference's two formulations: the per-tap loop (large eager maps) and the one-gather form (export, small maps)
-FORMULATIONS = {'tap_loop': 0, 'one_gather': 1 << 40}
+# the reference's three formulations: the tiled matrix products (eager), the per-tap loop (eager problems too
+# large for tiles) and the one-gather form (export)
+FORMULATIONS = ('tap_loop', 'gather', 'tiled')
 
 
-@pytest.fixture(params=sorted(FORMULATIONS))
+@pytest.fixture(params=FORMULATIONS)
 def formulation(request, monkeypatch):
-    monkeypatch.setattr(importlib.import_module('zoo.ops.neighborhood.reference'), 'GATHER_MAX_ELEMENTS',
-                        FORMULATIONS[request.param])
+    monkeypatch.setattr(importlib.import_module('zoo.ops.neighborhood.reference'), '_formulation',
+                        lambda *args: request.param)
     return request.param
 
 
@@ -122,7 +125,7 @@ def test_tables_exhaustive_against_case_form():
 
 def test_graph_capture_takes_one_gather(monkeypatch):
     """Under export the op is the same few graph nodes whatever the kernel size (no per-tap loop)."""
-    monkeypatch.setattr(importlib.import_module('zoo.ops.neighborhood.reference'), 'GATHER_MAX_ELEMENTS', 0)
+    monkeypatch.setattr(importlib.import_module('zoo.ops.neighborhood.reference'), 'TILED_MAX_ELEMENTS', 0)
 
     class Op(torch.nn.Module):
         def __init__(self, kernel):
@@ -155,6 +158,11 @@ def test_reference_gradients_fp64(formulation):
     attn = torch.randn(1, 1, 6, 6, 9, generator=g, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b, c: neighborhood_qk_reference(a, b, 3, (2, 2), c), (q, k, rpb))
     assert torch.autograd.gradcheck(lambda a, b: neighborhood_av_reference(a, b, 3, (1, 2)), (attn, v))
+    # a map that the tiled form cuts into several tiles per axis
+    q, k = (torch.randn(1, 1, 8, 9, 2, generator=g, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    attn = torch.randn(1, 1, 8, 9, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: neighborhood_qk_reference(a, b, 3, 1), (q, k))
+    assert torch.autograd.gradcheck(lambda a, b: neighborhood_av_reference(a, b, 3, 1), (attn, k))
 
 
 
@@ -237,3 +245,26 @@ def test_custom_ops_opcheck():
     attn = torch.randn(1, 1, 5, 6, 9, generator=g).to(DEVICE).requires_grad_()
     torch.library.opcheck(torch.ops.zoo.neighborhood_qk.default, (q, k, rpb, 3, 3, 1, 2))
     torch.library.opcheck(torch.ops.zoo.neighborhood_av.default, (attn, q, 3, 3, 1, 2))
+
+
+def test_tiled_tables_built_in_inference_mode_serve_autograd():
+    """The tiled form caches its tables; built first under inference_mode they must still serve a backward."""
+    q = torch.randn(1, 1, 11, 10, 2)
+    attn = torch.randn(1, 1, 11, 10, 9)
+    with torch.inference_mode():
+        neighborhood_qk_reference(q, q, 3, (3, 2))
+        neighborhood_av_reference(attn, q, 3, (3, 2))
+    q.requires_grad_()
+    attn.requires_grad_()
+    (neighborhood_qk_reference(q, q, 3, (3, 2)).sum() + neighborhood_av_reference(attn, q, 3, (3, 2)).sum()).backward()
+    assert q.grad is not None and attn.grad is not None
+
+
+@pytest.mark.parametrize('H,W,ks,dil', [(14, 14, 13, 1), (23, 19, 3, (2, 1)), (12, 11, 3, (4, 3))])
+def test_rpb_gather_export_form_equals_eager_form(monkeypatch, H, W, ks, dil):
+    """gather_rpb reads the table one way eagerly and another under graph capture: the same values."""
+    kh, kw = (ks, ks) if isinstance(ks, int) else ks
+    rpb = torch.randn(3, 2 * kh - 1, 2 * kw - 1)
+    eager = neighborhood_rpb(rpb, H, W, ks, dil)
+    monkeypatch.setattr(importlib.import_module('zoo.ops.neighborhood.reference'), 'in_graph_capture', lambda: True)
+    assert torch.equal(neighborhood_rpb(rpb, H, W, ks, dil), eager)

@@ -21,10 +21,12 @@ def _inputs(Bt, D, L, dtype=torch.float32, device='cpu', seed=0, delta_scale=2.,
     return [t.requires_grad_() for t in (u, delta, A, B, bias)]
 
 
+# chunk None: the eager default (4, carries chunked again over several levels); 16: the exported graphs' chunk
+@pytest.mark.parametrize('chunk', [None, 16])
 @pytest.mark.parametrize('L', [1, 5, 32, 33, 97, 3136])
-def test_chunked_reference_matches_loop_fp64(L):
+def test_chunked_reference_matches_loop_fp64(L, chunk):
     u, delta, A, B, bias = (t.detach().double() for t in _inputs(2, 3, L, grouped_b=(L % 2 == 0)))
-    out = selective_scan_states_reference(u, delta, A, B, bias)
+    out = selective_scan_states_reference(u, delta, A, B, bias, chunk=chunk)
     ref = selective_scan_loop(u, delta, A, B, bias)
     assert out.shape == (2, 3, 1, L) and out.dtype == torch.float64
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
