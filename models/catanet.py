@@ -48,6 +48,26 @@ def _merge_heads(t: torch.Tensor) -> torch.Tensor:
     return t.transpose(1, 2).reshape(B, N, H * d)
 
 
+def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """Sums (k-means centres, patch reassembly) run in fp32 for half / bf16 inputs and in the input dtype when it
+    is fp32 or wider (a float64 model stays float64 throughout)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``attention(q, k, v)`` (scale dk ** -0.5) for q/k head dim dk below v's dv (9 vs 10 in CATANet).
+
+    PyTorch's fused CPU attention kernel needs equal head dims and otherwise falls back to its unfused math path
+    (~9x slower here, and it materialises every score matrix: gigabytes at 224 px). Zero-padding q and k to dv
+    leaves every q . k unchanged, so in eager CPU runs they are padded and the scale passed explicitly; exports,
+    scripting and the GPU kernels get the unpadded tensors. A test holds this to the plain call.
+    """
+    dk, dv = q.shape[-1], v.shape[-1]
+    if dk >= dv or q.device.type != 'cpu' or in_graph_capture():
+        return attention(q, k, v)
+    return attention(F.pad(q, (0, dv - dk)), F.pad(k, (0, dv - dk)), v, scale=dk ** -0.5)
+
+
 def _assign(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     """Index of the most cosine-similar centre for each token: x [B, N, C], centres [M, C] -> [B, N]."""
     scores = torch.einsum('bnc,mc->bnm', F.normalize(x, dim=-1), F.normalize(centres, dim=-1))
@@ -81,9 +101,10 @@ def _center_step(x: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     buckets = (x @ centres.t()).argmax(dim=-1)  # [B, N]
     counts = torch.zeros(M, device=x.device, dtype=torch.long).index_add_(
         0, buckets.flatten(), torch.ones_like(buckets.flatten()))
-    # sums accumulate in fp32 (a no-op for fp32 inputs): safer in half precision, and ONNX Runtime's CPU
-    # ScatterElements cannot add in fp16
-    sums = x.new_zeros(M, C, dtype=torch.float32).index_add(0, buckets.flatten(), x.reshape(B * N, C).float())
+    # sums accumulate in at least fp32: safer in half precision, and ONNX Runtime's CPU ScatterElements cannot add
+    # in fp16
+    acc = _accumulation_dtype(x.dtype)
+    sums = x.new_zeros(M, C, dtype=acc).index_add(0, buckets.flatten(), x.reshape(B * N, C).to(acc))
     new = F.normalize(sums, dim=-1).to(centres.dtype)
     return torch.where((counts == 0).unsqueeze(-1), centres, new)
 
@@ -177,14 +198,14 @@ class IASA(nn.Module):
         q = q.reshape(B * ng, gs, self.heads, -1).transpose(1, 2)  # [B*ng, H, gs, dk]
         k = k.reshape(B * ng, self.heads, -1, 2 * gs).transpose(-1, -2)  # [B*ng, H, 2gs, dk]
         v = v.reshape(B * ng, self.heads, -1, 2 * gs).transpose(-1, -2)
-        out = attention(q, k, v)  # intra-group: own + next group
+        out = _attend(q, k, v)  # intra-group: own + next group
         out = out.transpose(1, 2).reshape(B, ng * gs, C)[:, :N]
         # back to token order (order is a permutation: scatter == un-permute)
         out = torch.scatter(out, 1, order.unsqueeze(-1).expand(-1, -1, C), out)
 
         # attention to the centres is per token, so it needs neither the sort nor the groups
         q_tok = _split_heads(self.to_q(x), self.heads)
-        out_c = attention(q_tok, k_c.unsqueeze(0).expand(B, -1, -1, -1), v_c.unsqueeze(0).expand(B, -1, -1, -1))
+        out_c = _attend(q_tok, k_c.unsqueeze(0).expand(B, -1, -1, -1), v_c.unsqueeze(0).expand(B, -1, -1, -1))
         return self.proj(out + _merge_heads(out_c))
 
 
@@ -295,7 +316,7 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, k, v = (_split_heads(f(x), self.heads) for f in (self.to_q, self.to_k, self.to_v))
-        return self.proj(_merge_heads(attention(q, k, v)))
+        return self.proj(_merge_heads(_attend(q, k, v)))
 
 
 def _patch_starts(size: int, ps: int) -> List[int]:
@@ -382,8 +403,9 @@ class LRSA(nn.Module):
         crops = attn(crops) + crops
         # paste back: sum every patch into place, then the official overlap halving
         crops = crops.reshape(B, P * ps * ps, C).transpose(1, 2)
-        # summed in fp32 (a no-op for fp32), as in _center_step
-        out = x.new_zeros(B, C, H * W, dtype=torch.float32).scatter_add(2, flat_idx.expand(B, C, -1), crops.float())
+        # summed in at least fp32, as in _center_step
+        acc = _accumulation_dtype(x.dtype)
+        out = x.new_zeros(B, C, H * W, dtype=acc).scatter_add(2, flat_idx.expand(B, C, -1), crops.to(acc))
         out = (out / divisor.to(out.dtype)).to(x.dtype).transpose(1, 2)  # [B, N, C]
         out = ff(out, (H, W)) + out
         return out.transpose(1, 2).reshape(B, C, H, W)
