@@ -120,9 +120,29 @@ class ConvFFN(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+        # measured on CPU (one thread): 1.3-1.8x faster for one image, ~1.25x slower for a batch of 8 at 64x64
+        # (oneDNN's batched channels-first depthwise conv), so only single images take it
+        if x.shape[0] == 1 and x.device.type == 'cpu' and not in_graph_capture():
+            return self._forward_channels_first(x, size)
+        return self._forward_tokens(x, size)
+
+    def _forward_tokens(self, x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+        """The readable form (the specification): token-major hidden map, transposed around the conv."""
         x = self.act(self.fc1(x))
         x = x + self.dwconv(x, size)
         return self.fc2(x)
+
+    def _forward_channels_first(self, x: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+        """:meth:`_forward_tokens` with the hidden map made channels-first by fc1 itself (W1 @ x^T) and read back
+        by fc2 through a transposed GEMM operand: the wide (hidden-dim) map is never transposed in memory. On CPU
+        those transposing copies (and the conv's own re-layout of a channels-last view) cost more than the
+        arithmetic."""
+        B, N, _ = x.shape
+        w1, w2 = self.fc1.weight, self.fc2.weight
+        h = torch.baddbmm(self.fc1.bias[:, None], w1.expand(B, -1, -1), x.transpose(1, 2))  # [B, hidden, N]
+        h = self.act(h)
+        h = h + self.dwconv.depthwise_conv(h.view(B, -1, size[0], size[1])).flatten(2)
+        return torch.baddbmm(self.fc2.bias, h.transpose(1, 2), w2.t().expand(B, -1, -1))  # [B, N, dim]
 
 
 class _DWConv(nn.Module):
