@@ -14,8 +14,17 @@ from safetensors.torch import load as st_load
 from safetensors.torch import load_file
 from safetensors.torch import save as st_save
 from torch.utils._python_dispatch import TorchDispatchMode
-from zoo.models.catanet import (LRSA, CATANet, ConvFFN, _attend, _center_step, _overlap_divisor, _patch_starts,
-                                _stable_cluster_order, checkpoint_filter_fn)
+from zoo.models.catanet import (
+    LRSA,
+    CATANet,
+    ConvFFN,
+    _attend,
+    _center_step,
+    _overlap_divisor,
+    _patch_starts,
+    _stable_cluster_order,
+    checkpoint_filter_fn,
+)
 
 import zoo
 
@@ -326,3 +335,21 @@ def test_float64_model_has_no_float32_islands(train):
         out = model(x)
     assert out.dtype == torch.float64
     assert not spy.seen, f'float64 -> float32 inside the model: {spy.seen}'
+
+
+def test_per_image_eval_equals_batched_forward():
+    """Eval on CPU runs a batch image by image once the centres are loaded; same values as the batched run, and
+    the batched run wherever the images are not independent (centres not initialised yet)."""
+    torch.manual_seed(0)
+    model = _small().eval()
+    x = torch.rand(3, 3, 14, 18)
+    with torch.no_grad():
+        assert not model._images_independent(x)  # centres not initialised: computed from the whole batch
+        for tab, _ in model.blocks:
+            tab.initted.fill_(True)
+        assert model._images_independent(x)
+        split = model.forward_intermediates(x)
+        model.split_batch = False
+        batched = model.forward_intermediates(x)
+    for a, b in zip([split[0], *split[1]], [batched[0], *batched[1]]):
+        assert a.shape == b.shape and (a - b).abs().max().item() <= 1e-5
