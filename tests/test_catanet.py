@@ -13,7 +13,18 @@ from safetensors import safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import load_file
 from safetensors.torch import save as st_save
-from zoo.models.catanet import CATANet, _stable_cluster_order, checkpoint_filter_fn
+from torch.utils._python_dispatch import TorchDispatchMode
+from zoo.models.catanet import (
+    LRSA,
+    CATANet,
+    ConvFFN,
+    _attend,
+    _center_step,
+    _overlap_divisor,
+    _patch_starts,
+    _stable_cluster_order,
+    checkpoint_filter_fn,
+)
 
 import zoo
 
@@ -228,3 +239,117 @@ def test_onnx_export_matches():
     with torch.no_grad():
         ref = model(x)
     assert abs(out - ref.numpy()).max() <= 1e-4
+
+
+# ----------------------------------------------------------------------------------------------
+# fast CPU paths held to the readable forms; float64 all the way through (no fp32 islands)
+
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+def test_attend_padded_fused_path_equals_plain_attention(dtype, tol):
+    """q/k zero-padded to v's head dim (the fused CPU kernel) == written-out attention with scale dk ** -0.5."""
+    g = torch.Generator().manual_seed(0)
+    for B, N, M in [(3, 200, 200), (2, 150, 40), (1, 5, 7)]:  # fused SDPA and small written-out sizes
+        q, k = torch.randn(B, 4, N, 9, generator=g, dtype=dtype), torch.randn(B, 4, M, 9, generator=g, dtype=dtype)
+        v = torch.randn(B, 4, M, 10, generator=g, dtype=dtype)
+        out = _attend(q, k, v)
+        assert out.dtype == dtype and out.shape == (B, 4, N, 10)
+        ref = ((q @ k.transpose(-1, -2)) * 9 ** -0.5).softmax(dim=-1) @ v  # written out
+        assert (out - ref).abs().max().item() <= tol
+
+
+@pytest.mark.parametrize('dtype,tol', [(torch.float64, 1e-12), (torch.float32, 2e-6)])
+def test_conv_ffn_channels_first_equals_token_form(dtype, tol):
+    torch.manual_seed(0)
+    ffn = ConvFFN(16, 24).to(dtype)
+    x = torch.randn(1, 12 * 10, 16, dtype=dtype, requires_grad=True)
+    ref = ffn._forward_tokens(x, (12, 10))
+    out = ffn._forward_channels_first(x, (12, 10))
+    assert (out - ref).abs().max().item() <= tol
+    g_ref = torch.autograd.grad(ref.square().sum(), [x, *ffn.parameters()])
+    g_out = torch.autograd.grad(out.square().sum(), [x, *ffn.parameters()])
+    assert all((a - b).abs().max().item() <= 100 * tol for a, b in zip(g_ref, g_out))
+
+
+def _lrsa_patch_loop(lrsa: LRSA, x: torch.Tensor, ps: int) -> torch.Tensor:
+    """LRSA written out as the official code does it: a loop over the patches, pasted back with the overlap
+    halving, all in x's dtype."""
+    B, C, H, W = x.shape
+    attn, ff = lrsa.layer
+    out = torch.zeros_like(x)
+    for top in _patch_starts(H, ps):
+        for left in _patch_starts(W, ps):
+            patch = x[:, :, top:top + ps, left:left + ps].flatten(2).transpose(1, 2)
+            patch = attn(patch) + patch
+            out[:, :, top:top + ps, left:left + ps] += patch.transpose(1, 2).reshape(B, C, ps, ps)
+    out = out / (_overlap_divisor(H, ps)[:, None] * _overlap_divisor(W, ps)[None, :]).to(x.dtype)
+    tokens = out.flatten(2).transpose(1, 2)
+    tokens = ff(tokens, (H, W)) + tokens
+    return tokens.transpose(1, 2).reshape(B, C, H, W)
+
+
+def test_lrsa_float64_equals_patch_loop():
+    """The patch reassembly follows a float64 input (it used to be summed in fp32: ~1e-7 away)."""
+    torch.manual_seed(0)
+    lrsa = LRSA(16, 12, 24, heads=2).double().eval()
+    x = torch.randn(2, 16, 23, 30, dtype=torch.float64)
+    with torch.no_grad():
+        assert (lrsa(x, 8) - _lrsa_patch_loop(lrsa, x, 8)).abs().max().item() <= 1e-12
+
+
+def test_center_step_float64_equals_one_hot_sums():
+    torch.manual_seed(0)
+    x = F.normalize(torch.randn(2, 300, 16, dtype=torch.float64), dim=-1)
+    centres = F.normalize(torch.randn(24, 16, dtype=torch.float64), dim=-1)
+    buckets = (x @ centres.t()).argmax(dim=-1).flatten()
+    sums = F.one_hot(buckets, 24).to(x.dtype).t() @ x.reshape(-1, 16)
+    ref = torch.where((sums.abs().sum(-1) == 0)[:, None], centres, F.normalize(sums, dim=-1))
+    out = _center_step(x, centres)
+    assert out.dtype == torch.float64 and (out - ref).abs().max().item() <= 1e-12
+
+
+class _Float64Downcasts(TorchDispatchMode):
+    """Records every op that turns a float64 input into a float32 output."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        flat_in = torch.utils._pytree.tree_leaves((args, kwargs))
+        flat_out = torch.utils._pytree.tree_leaves(out)
+        if any(isinstance(t, torch.Tensor) and t.dtype == torch.float64 for t in flat_in) and \
+                any(isinstance(t, torch.Tensor) and t.dtype == torch.float32 for t in flat_out):
+            self.seen.append(str(func))
+        return out
+
+
+@pytest.mark.parametrize('train', [False, True])
+def test_float64_model_has_no_float32_islands(train):
+    """model.double() computes in float64 throughout (k-means sums, patch reassembly included), in eval and in
+    training (where the k-means steps run)."""
+    torch.manual_seed(0)
+    model = _small().double().train(train)
+    x = torch.rand(2, 3, 17, 20, dtype=torch.float64)
+    with _Float64Downcasts() as spy:
+        out = model(x)
+    assert out.dtype == torch.float64
+    assert not spy.seen, f'float64 -> float32 inside the model: {spy.seen}'
+
+
+def test_per_image_eval_equals_batched_forward():
+    """Eval on CPU runs a batch image by image once the centres are loaded; same values as the batched run, and
+    the batched run wherever the images are not independent (centres not initialised yet)."""
+    torch.manual_seed(0)
+    model = _small().eval()
+    x = torch.rand(3, 3, 14, 18)
+    with torch.no_grad():
+        assert not model._images_independent(x)  # centres not initialised: computed from the whole batch
+        for tab, _ in model.blocks:
+            tab.initted.fill_(True)
+        assert model._images_independent(x)
+        split = model.forward_intermediates(x)
+        model.split_batch = False
+        batched = model.forward_intermediates(x)
+    for a, b in zip([split[0], *split[1]], [batched[0], *batched[1]]):
+        assert a.shape == b.shape and (a - b).abs().max().item() <= 1e-5
