@@ -22,6 +22,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 from urllib.parse import urlparse
 
 import timm
+import torch
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._hub import download_cached_file
 
@@ -29,8 +30,8 @@ _logger = logging.getLogger(__name__)
 
 __all__ = [
     'ZOO_PREFIX', 'register_zoo_model', 'zoo_default_cfgs', 'build_zoo_model', 'zoo_model_names',
-    'to_zoo_name', 'is_zoo_model', 'check_image_input', 'family_of', 'smallest_per_family', 'randomize_weights_',
-    'small_input_size',
+    'to_zoo_name', 'is_zoo_model', 'check_image_input', 'check_input_dtype', 'family_of', 'smallest_per_family',
+    'randomize_weights_', 'small_input_size',
 ]
 
 ZOO_PREFIX = 'zoo_'
@@ -79,13 +80,37 @@ def register_zoo_model(fn: Callable) -> Callable:
     return fn
 
 
-def check_image_input(x, in_chans: int, family: str, min_size: int = 1, why: str = '') -> None:
-    """The input check every family runs first: a clear ``ValueError`` instead of a crash deep inside."""
+def check_image_input(x, in_chans: int, family: str, min_size: int = 1, why: str = '', weight=None) -> None:
+    """The input check every family runs first: a clear error instead of a crash deep inside.
+
+    ``min_size``: the family's true minimum side, derived from its down-sampling arithmetic; ``why`` says what sets it.
+    ``weight``: the model's first layer weight, whose dtype the input must have (unless autocast is on). A batch of 0
+    images is valid input (the model returns an empty output of the right shape).
+    """
     if x.dim() != 4 or x.shape[1] != in_chans:
         raise ValueError(f'{family} expects input [B, {in_chans}, H, W], got {tuple(x.shape)}')
     if min(x.shape[-2:]) < min_size:
-        raise ValueError(f'{family} input {tuple(x.shape[-2:])} is too small: needs H, W >= {min_size}, it is '
-                         f'smaller than the minimum {min_size}x{min_size}' + (f' ({why})' if why else ''))
+        raise ValueError(f'{family} input {x.shape[-2]}x{x.shape[-1]} is too small: H and W must be at least '
+                         f'{min_size}' + (f' ({why})' if why else ''))
+    if weight is not None and not torch.jit.is_scripting():
+        check_input_dtype(x, weight.dtype, family)
+
+
+def check_input_dtype(x: torch.Tensor, weight_dtype: torch.dtype, family: str) -> None:
+    """A ``TypeError`` that says what to do when the input's dtype cannot meet the weights'.
+
+    Under ``torch.autocast`` any floating input is fine (autocast casts at each op: an fp32 model takes fp32 or
+    half inputs there); outside it the input dtype must be the weights' (a ``.half()`` model takes half inputs).
+    """
+    if not x.is_floating_point():
+        if x.is_complex():
+            raise TypeError(f'{family} takes a real floating-point image batch, got {x.dtype}')
+        raise TypeError(f'{family} got a {x.dtype} image batch: convert it to floating point and normalise it as the '
+                        'model expects (e.g. x.float() / 255, then (x - mean) / std with the mean and std of '
+                        'model.pretrained_cfg)')
+    if x.dtype != weight_dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(f'{family} got a {x.dtype} input but its weights are {weight_dtype}: convert the input '
+                        f'(x.to({weight_dtype})), or the model (model.to({x.dtype})), or run it under torch.autocast')
 
 
 def build_zoo_model(model_cls, variant: str, pretrained: bool = False, **kwargs):

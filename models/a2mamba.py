@@ -181,8 +181,10 @@ class MASS(nn.Module):
         y = torch.cat([y1, y2], dim=1)  # [B, heads, H, W, hd]
         if self.global_mode:
             L = H * W
-            out = attention(q.reshape(B, self.num_heads, L, self.head_dim), k.reshape(B, self.num_heads, L, -1),
-                            y.reshape(B, self.num_heads, L, -1), bias=self._global_bias(L), scale=1.0)
+            # explicit sizes, no -1: a batch of 0 images has no elements to infer a dimension from
+            out = attention(q.reshape(B, self.num_heads, L, self.head_dim),
+                            k.reshape(B, self.num_heads, L, k.shape[-1]), y.reshape(B, self.num_heads, L, y.shape[-1]),
+                            bias=self._global_bias(L), scale=1.0)
             y = out.transpose(-1, -2).reshape(B, C, H, W)
         else:
             y = y.permute(0, 1, 4, 2, 3).reshape(B, C, H, W)
@@ -347,7 +349,7 @@ class A2Mamba(nn.Module):
         self.head.reset(num_classes, global_pool)
 
     def _check_input(self, x):
-        check_image_input(x, self.in_chans, 'A2Mamba')
+        check_image_input(x, self.in_chans, 'A2Mamba', weight=self.patch_embed[0].weight)  # padded convs: any size
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input(x)

@@ -33,9 +33,6 @@ from ._builder import build_zoo_model, check_image_input, register_zoo_model, zo
 __all__ = ['BiFormer']
 
 
-_MIN_SIDE = 32  # the stride-32 last stage needs at least one token
-
-
 def _to_regions(x: torch.Tensor, n_win: int, num_heads: int) -> torch.Tensor:
     """[B, Hp, Wp, heads*d] -> region layout [B, heads, n_win**2, rh*rw, d] (regions and tokens row-major)."""
     B, Hp, Wp, C = x.shape
@@ -215,6 +212,11 @@ class BiFormer(nn.Module):
         self.in_chans = in_chans
         self.num_features = self.head_hidden_size = embed_dims[-1]
         self.grad_checkpointing = False
+        # the smallest input side and what sets it. T/S/B: the 3x3 stride-2 convs (padding 1) round up, so any image
+        # keeps a 1x1 last map (the routing pads it to n_win regions). STL: the 4x4 patch conv and 2x2 merges floor.
+        self.min_side = 1 if stem_type == 'conv' else 32
+        self._min_side_reason = '' if stem_type == 'conv' else \
+            'the 4x4 stride-4 patch conv and the 2x2 stride-2 merges do not pad: the stride-32 stage needs 32 px'
 
         self.stem = _stem(in_chans, embed_dims[0], stem_type)
         dpr = [x.tolist() for x in torch.linspace(0, drop_path_rate, sum(depths), device='cpu').split(list(depths))]
@@ -267,7 +269,8 @@ class BiFormer(nn.Module):
         self.head.reset(num_classes, pool_type=global_pool)
 
     def _check_input(self, x: torch.Tensor):
-        check_image_input(x, self.in_chans, 'BiFormer', _MIN_SIDE, 'the stride-32 last stage needs a token')
+        check_image_input(x, self.in_chans, 'BiFormer', self.min_side, self._min_side_reason,
+                          weight=self.stem[0].weight)
 
     def forward_intermediates(
             self,

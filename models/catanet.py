@@ -31,7 +31,7 @@ from timm.models._manipulate import checkpoint
 from zoo.ops import attention
 from zoo.ops._dispatch import in_graph_capture
 
-from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
+from ._builder import build_zoo_model, check_image_input, register_zoo_model, zoo_default_cfgs
 
 __all__ = ['CATANet']
 
@@ -215,9 +215,10 @@ class IASA(nn.Module):
         q = self.to_q(xs[:, :ng * gs])
         k = self.to_k(xs).unfold(1, 2 * gs, gs)  # [B, ng, dk, 2gs]: overlapping windows, a view
         v = self.to_v(xs).unfold(1, 2 * gs, gs)
-        q = q.reshape(B * ng, gs, self.heads, -1).transpose(1, 2)  # [B*ng, H, gs, dk]
-        k = k.reshape(B * ng, self.heads, -1, 2 * gs).transpose(-1, -2)  # [B*ng, H, 2gs, dk]
-        v = v.reshape(B * ng, self.heads, -1, 2 * gs).transpose(-1, -2)
+        # explicit sizes, no -1: a batch of 0 images has no elements to infer a dimension from
+        q = q.reshape(B * ng, gs, self.heads, q.shape[-1] // self.heads).transpose(1, 2)  # [B*ng, H, gs, dk]
+        k = k.reshape(B * ng, self.heads, k.shape[-2] // self.heads, 2 * gs).transpose(-1, -2)  # [B*ng, H, 2gs, dk]
+        v = v.reshape(B * ng, self.heads, v.shape[-2] // self.heads, 2 * gs).transpose(-1, -2)
         out = _attend(q, k, v)  # intra-group: own + next group
         out = out.transpose(1, 2).reshape(B, ng * gs, C)[:, :N]
         # back to token order (order is a permutation: scatter == un-permute)
@@ -281,7 +282,8 @@ class TAB(nn.Module):
         pad_n = M - N % M  # a full extra chunk when N % M == 0, as the official code does
         idx = torch.cat([torch.arange(N, device=x.device), N - 1 - _wrap_once(torch.arange(pad_n, device=x.device), N)])
         padded = x[:, idx]
-        return padded.reshape(B, M, -1, C).transpose(0, 1).reshape(M, -1, C).mean(dim=1).detach()
+        chunk = (N + pad_n) // M  # explicit sizes, no -1: a batch of 0 images has no elements to infer one from
+        return padded.reshape(B, M, chunk, C).transpose(0, 1).reshape(M, B * chunk, C).mean(dim=1).detach()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
@@ -312,7 +314,7 @@ class TAB(nn.Module):
         x = residual + y.flatten(2).transpose(1, 2)
         x = self.mlp(x, (H, W)) + x
 
-        if self.training:
+        if self.training and x.shape[0] > 0:  # an empty batch has no centres to learn (its means would be NaN)
             if self.defer_ema:
                 self._pending_centres = centres
             else:
@@ -419,7 +421,7 @@ class LRSA(nn.Module):
         flat_idx, divisor, P = self._geometry(H, W, ps, x.device)
         attn, ff = self.layer
         # crop: [B, C, P*ps*ps] -> [B*P, ps*ps, C]
-        crops = x.flatten(2)[:, :, flat_idx].reshape(B, C, P, ps * ps).permute(0, 2, 3, 1).reshape(B * P, -1, C)
+        crops = x.flatten(2)[:, :, flat_idx].reshape(B, C, P, ps * ps).permute(0, 2, 3, 1).reshape(B * P, ps * ps, C)
         crops = attn(crops) + crops
         # paste back: sum every patch into place, then the official overlap halving
         crops = crops.reshape(B, P * ps * ps, C).transpose(1, 2)
@@ -529,12 +531,8 @@ class CATANet(nn.Module):
 
     # -- input handling -------------------------------------------------------------------------
     def _check_input(self, x: torch.Tensor):
-        if x.dim() != 4:
-            raise ValueError(f'CATANet expects an NCHW image batch, got shape {tuple(x.shape)}')
-        if x.shape[1] != self.in_chans:
-            raise ValueError(f'CATANet built for {self.in_chans} input channels, got {x.shape[1]}')
-        if min(x.shape[-2:]) < 2:
-            raise ValueError(f'CATANet needs images of at least 2x2 pixels, got {tuple(x.shape[-2:])}')
+        check_image_input(x, self.in_chans, 'CATANet', 2, 'the reflection padding to whole patches needs 2 pixels',
+                          weight=self.first_conv.weight)
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         """Reflect-pad bottom/right up to the largest patch size (the official code is silently wrong below it)."""

@@ -41,8 +41,8 @@ from ._builder import build_zoo_model, check_image_input, register_zoo_model, zo
 __all__ = ['DaVit']
 
 
-def _check_input(x: torch.Tensor, in_chans: int) -> None:
-    check_image_input(x, in_chans, 'DaViT')
+def _check_input(x: torch.Tensor, in_chans: int, weight: torch.Tensor) -> None:
+    check_image_input(x, in_chans, 'DaViT', weight=weight)  # padded to multiples of 4 and 2: any size works
 
 
 def _num_tiles(size, multiple: int):
@@ -87,7 +87,7 @@ class Stem(nn.Module):
         self.norm = norm_layer(out_chs, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input(x, self.in_chs)
+        _check_input(x, self.in_chs, self.conv.weight)
         return self.norm(self.conv(_pad_to_multiple(x, (4, 4))))
 
 

@@ -43,7 +43,7 @@ from ._folding import FoldedBN
 
 __all__ = ['EfficientVit']
 
-MIN_INPUT_SIZE = 16  # one 16x16 patch
+MIN_INPUT_SIZE = 1  # every stride-2 conv is 3x3 with padding 1 (rounds up): any image keeps a 1x1 last map
 
 
 class ConvNorm(FoldedBN):
@@ -378,7 +378,7 @@ class EfficientVit(nn.Module):
         self.head = NormLinear(self.num_features, num_classes, self.drop_rate) if num_classes > 0 else nn.Identity()
 
     def _check_input(self, x: torch.Tensor) -> None:
-        check_image_input(x, self.in_chans, 'EfficientViT', MIN_INPUT_SIZE, 'one 16-pixel patch')
+        check_image_input(x, self.in_chans, 'EfficientViT', MIN_INPUT_SIZE, weight=self.patch_embed.conv1.conv.weight)
 
     def forward_intermediates(
             self,

@@ -32,7 +32,8 @@ from ._builder import build_zoo_model, check_image_input, register_zoo_model, zo
 __all__ = ['LITv2']
 
 
-_MIN_SIDE = 32  # the stride-32 last stage needs at least one token
+# the 4x4 patch embedding pads to a multiple of 4, the three 2x2 stride-2 merges floor: ceil(H / 4) >= 8
+_MIN_SIDE = 29
 
 
 class HiLo(nn.Module):
@@ -77,7 +78,7 @@ class HiLo(nn.Module):
         q = self.l_q(x).view(B, H * W, nh, hd).transpose(1, 2)
         if self.ws > 1:  # keys/values from the average-pooled *input*
             x = F.avg_pool2d(x.permute(0, 3, 1, 2), self.ws, self.ws).permute(0, 2, 3, 1)
-        kv = self.l_kv(x).reshape(B, -1, 2, nh, hd).permute(2, 0, 3, 1, 4)
+        kv = self.l_kv(x).reshape(B, x.shape[1] * x.shape[2], 2, nh, hd).permute(2, 0, 3, 1, 4)  # no -1: B may be 0
         out = attention(q, kv[0], kv[1], scale=self.scale)
         return self.l_proj(out.transpose(1, 2).reshape(B, H, W, self.l_dim))
 
@@ -152,6 +153,11 @@ class DeformConv2x2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         offset = self.conv_offset(x)
+        if torch.is_autocast_enabled(x.device.type) or (x.device.type == 'cpu' and x.element_size() < 4):
+            # torchvision's autocast rule for this op (fp32) is registered for CUDA only, and its CPU kernel has no
+            # half types: run it in fp32 here too and hand back the input's dtype
+            out = deform_conv2d(x.float(), offset.float(), self.weight.float(), self.bias.float(), stride=2)
+            return out.to(x.dtype)
         return deform_conv2d(x, offset, self.weight, self.bias, stride=2)
 
 
@@ -278,7 +284,9 @@ class LITv2(nn.Module):
         self.head.reset(num_classes, pool_type=global_pool)
 
     def _check_input(self, x: torch.Tensor):
-        check_image_input(x, self.in_chans, 'LITv2', _MIN_SIDE, 'the stride-32 last stage needs a token')
+        check_image_input(x, self.in_chans, 'LITv2', _MIN_SIDE, 'the stride-4 patch embedding pads, but the three '
+                          '2x2 stride-2 merges do not: the stride-32 last stage needs 8 stride-4 tokens',
+                          weight=self.patch_embed.proj.weight)
 
     def forward_intermediates(
             self,

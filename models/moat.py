@@ -51,7 +51,7 @@ __all__ = ['Moat', 'checkpoint_filter_fn']
 BN_EPS = 1e-3  # Keras BatchNormalization default (PyTorch's is 1e-5)
 BN_MOMENTUM = 0.01  # Keras momentum 0.99 in PyTorch terms
 LN_EPS = 1e-5
-MIN_INPUT_SIZE = 32  # one pixel at stride 32
+MIN_INPUT_SIZE = 1  # every stride-2 layer pads TF 'SAME' (ceil): any image keeps a 1x1 stride-32 map
 
 WindowArg = Optional[Union[int, Sequence[Optional[Union[int, Sequence[int]]]]]]
 
@@ -389,8 +389,8 @@ def _window_per_stage(window_size: WindowArg, num_stages: int) -> List[Optional[
 # model
 
 @register_notrace_function  # shape checks are control flow: keep them out of FX graphs (they run as a call node)
-def check_input(x: torch.Tensor, in_chans: int):
-    check_image_input(x, in_chans, 'MOAT', MIN_INPUT_SIZE, 'the stride-32 map must hold a pixel')
+def check_input(x: torch.Tensor, in_chans: int, weight: Optional[torch.Tensor] = None):
+    check_image_input(x, in_chans, 'MOAT', MIN_INPUT_SIZE, weight=weight)
 
 
 def _init_weights(module: nn.Module):
@@ -503,7 +503,7 @@ class Moat(nn.Module):
         """Stage outputs (strides 4, 8, 16, 32). ``norm`` has no effect: MOAT's only norm sits in the head."""
         if output_fmt != 'NCHW':
             raise ValueError(f"MOAT intermediates are NCHW only, got output_fmt={output_fmt!r}")
-        check_input(x, self.in_chans)
+        check_input(x, self.in_chans, self.stem.conv1.weight)
         intermediates = []
         take_indices, max_index = feature_take_indices(len(self.stages), indices)
         x = self.stem(x)
@@ -533,7 +533,7 @@ class Moat(nn.Module):
         return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.in_chans)
+        check_input(x, self.in_chans, self.stem.conv1.weight)
         x = self.stem(x)
         if self.grad_checkpointing and not torch.jit.is_scripting():
             return checkpoint_seq(self.stages, x)

@@ -296,12 +296,13 @@ class ContMix(nn.Module):
                 key = layer(key)
         else:
             key = blk.weight_key(context)                          # [B, C/2, 7, 7]
-        query = query.reshape(B, g, -1, H * W).transpose(-1, -2)   # [B, g, HW, c]
-        key = key.reshape(B, g, -1, key.shape[-2] * key.shape[-1])  # [B, g, c, 49]
+        # explicit sizes, no -1: a batch of 0 images has no elements to infer a dimension from
+        query = query.reshape(B, g, query.shape[1] // g, H * W).transpose(-1, -2)   # [B, g, HW, c]
+        key = key.reshape(B, g, key.shape[1] // g, key.shape[-2] * key.shape[-1])  # [B, g, c, 49]
         affinity = torch.matmul(query, key)                        # [B, g, HW, 49]
         proj = blk.weight_proj
         kernels = F.linear(affinity, proj.weight.flatten(1), proj.bias)  # [B, g, HW, k^2 + K^2]
-        kernels = kernels.reshape(B, g, H, W, -1)
+        kernels = kernels.reshape(B, g, H, W, kernels.shape[-1])
         attn_small, attn_large = kernels.split([k * k, K * K], dim=-1)
         attn_small = (attn_small + neighborhood_rpb(blk.rpb1, H, W, k)).softmax(dim=-1)
         attn_large = (attn_large + neighborhood_rpb(blk.rpb2, H, W, K)).softmax(dim=-1)
@@ -519,7 +520,7 @@ class OverLoCK(nn.Module):
         return blk(*args)
 
     def _check_input(self, x: torch.Tensor):
-        check_image_input(x, self.in_chans, 'OverLoCK')
+        check_image_input(x, self.in_chans, 'OverLoCK', weight=self.patch_embed1[0].weight)  # padded convs: any size
 
     def _stages(self, x: torch.Tensor, last: int = 3):
         """Yield (index, feature map) for the four feature levels, stopping after ``last``."""

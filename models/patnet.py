@@ -36,7 +36,7 @@ from timm.models._manipulate import checkpoint
 from zoo.ops import attention
 from zoo.ops._dispatch import in_graph_capture as _in_graph_capture
 
-from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
+from ._builder import build_zoo_model, check_image_input, register_zoo_model, zoo_default_cfgs
 
 __all__ = ['PATNet']
 
@@ -567,14 +567,12 @@ class PATNet(nn.Module):
         return self
 
     def _check_input(self, x: torch.Tensor):
-        if x.dim() != 4:
-            raise ValueError(f'PATNet expects an NCHW image batch, got shape {tuple(x.shape)}')
-        if x.shape[1] != self.in_chans:
-            raise ValueError(f'PATNet built for {self.in_chans} input channels, got {x.shape[1]}')
-        # PAT_ch's unbiased std needs >= 2 positions at stride 16; stage 4 needs >= 1 position
-        if min(x.shape[-2:]) < self.reduction_total:
-            raise ValueError(f'PATNet needs images of at least {self.reduction_total}x{self.reduction_total}, '
-                             f'got {tuple(x.shape[-2:])}')
+        # the patch embedding and the merges do not pad: the last stage needs one whole reduction_total patch (and
+        # then PAT_ch's unbiased std has its >= 2 positions at stride 16)
+        check_image_input(x, self.in_chans, 'PATNet', self.reduction_total,
+                          f'the patch embedding and the merges do not pad: the stride-{self.reduction_total} last '
+                          'stage needs a whole patch',
+                          weight=self.patch_embed.proj.weight)
 
     def forward_intermediates(
             self,

@@ -38,7 +38,7 @@ from zoo.ops._dispatch import in_graph_capture as _in_graph_capture
 from zoo.ops.attention import attention
 from zoo.ops.outlook import outlook_attention
 
-from ._builder import build_zoo_model, register_zoo_model, zoo_default_cfgs
+from ._builder import build_zoo_model, check_image_input, register_zoo_model, zoo_default_cfgs
 
 __all__ = ['VOLO']
 
@@ -451,13 +451,10 @@ class VOLO(nn.Module):
 
     def _embed(self, x: torch.Tensor) -> torch.Tensor:
         """Image -> stride-8 channels-last map, checking (or, with dynamic_img_size, padding) the input."""
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f'VOLO expects a [B, {self.in_chans}, H, W] image batch, got shape {tuple(x.shape)}')
+        check_image_input(x, self.in_chans, 'VOLO', weight=self.patch_embed.conv[0].weight)
         H, W = x.shape[-2:]
-        if self.dynamic_img_size:
+        if self.dynamic_img_size:  # padded to a multiple of the stride-16 grid: any size >= 1 keeps one token
             mult = self.patch_size * self.pooling_scale
-            if H < mult or W < mult:
-                raise ValueError(f'VOLO needs inputs of at least {mult}x{mult}, got {H}x{W}')
             x = F.pad(x, (0, (-W) % mult, 0, (-H) % mult))
         elif (H, W) != self.img_size:
             raise ValueError(
@@ -495,7 +492,7 @@ class VOLO(nn.Module):
     def _finish_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Stride-16 map -> tokens (+ class token) -> final norm: the `forward_features` output."""
         self._token_grid = tuple(x.shape[1:3])  # lets an unpooled head give the tokens back as a map
-        x = x.reshape(x.shape[0], -1, x.shape[-1])
+        x = x.reshape(x.shape[0], x.shape[1] * x.shape[2], x.shape[-1])  # no -1: the batch may be empty
         if self.post_network is not None:
             x = self.forward_cls(x)
         return self.norm(x)

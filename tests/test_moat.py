@@ -199,7 +199,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match='expects input'):
         model(torch.randn(1, 1, 64, 64))
     with pytest.raises(ValueError, match='too small'):
-        model(torch.randn(1, 3, 16, 64))
+        model(torch.randn(1, 3, 0, 64))
     with pytest.raises(ValueError, match='window'):
         _small(window_size=[None, (0, 2)])
     with pytest.raises(ValueError, match='window'):

@@ -68,7 +68,8 @@ def routed_attention_reference(
     v_sel = _gather_regions(v, idx)
     # softmax(scale * q k_sel^T) v_sel per (head, region); SDPA is that exact computation, fused on CPU
     out = F.scaled_dot_product_attention(
-        q.reshape(B, H * R, T, D), k_sel.reshape(B, H * R, -1, D), v_sel.reshape(B, H * R, -1, v.shape[-1]),
+        q.reshape(B, H * R, T, D), k_sel.reshape(B, H * R, k_sel.shape[-2], D),  # no -1: B may be 0
+        v_sel.reshape(B, H * R, v_sel.shape[-2], v.shape[-1]),
         scale=scale)
     return out.view(B, H, R, T, v.shape[-1])
 
