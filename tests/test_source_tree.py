@@ -20,7 +20,9 @@ def _library_path():
     keep = []
     for p in sys.path:
         p = os.path.abspath(p) if p else os.getcwd()
-        if os.path.isdir(p) and not os.path.exists(os.path.join(p, 'zoo')) and not p.startswith(REPO):
+        # the repository's own folders go (a venv inside the checkout, as CI's .venv, stays: it holds torch, timm)
+        in_sources = p == REPO or (p.startswith(REPO + os.sep) and 'site-packages' not in p)
+        if os.path.isdir(p) and not os.path.exists(os.path.join(p, 'zoo')) and not in_sources:
             keep.append(p)
     return os.pathsep.join(keep)
 
