@@ -217,7 +217,7 @@ def test_forward_intermediates_and_features():
 
 def test_bad_inputs_raise():
     model = _small().eval()
-    with pytest.raises(ValueError, match='channels'):
+    with pytest.raises(ValueError, match=r'\[B, 3, H, W\]'):
         model(torch.rand(1, 1, 32, 32))
     with pytest.raises(ValueError, match='at least'):
         model(torch.rand(1, 3, 1, 32))

@@ -146,5 +146,4 @@ def test_bad_inputs_raise():
     model = zoo.create_model('efficientvit_m0').eval()
     with pytest.raises(ValueError, match=r'\[B, 3, H, W\]'):
         model(torch.randn(1, 1, 64, 64))
-    with pytest.raises(ValueError, match='smaller than the minimum'):
-        model(torch.randn(1, 3, 8, 64))
+    assert model(torch.randn(1, 3, 8, 64)).shape[0] == 1  # SAME/ceil arithmetic: any size >= 1 px (issue 18.2)

@@ -148,7 +148,7 @@ def test_inference_buffers_match_autograd_path():
 
 def test_bad_inputs_raise():
     model = PATNet(embed_dim=8, depths=(1, 1, 1, 1), num_classes=4, feature_dim=16).eval()
-    with pytest.raises(ValueError, match='channels'):
+    with pytest.raises(ValueError, match=r'\[B, 3, H, W\]'):
         model(torch.randn(1, 1, 64, 64))
     with pytest.raises(ValueError, match='at least'):
         model(torch.randn(1, 3, 16, 64))

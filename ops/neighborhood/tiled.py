@@ -114,7 +114,8 @@ def neighborhood_qk_tiled(q: torch.Tensor, k: torch.Tensor, kh: int, kw: int, dh
     kt = _rows(k.reshape(B, nh, H * W, D), key_pix)                     # [B, h, tiles, M, D]
     scores = torch.matmul(qt, kt.transpose(-1, -2))                     # [B, h, tiles, Tq, M]
     attn = scores.gather(-1, local.expand(B, nh, *local.shape))        # [B, h, tiles, Tq, kh*kw]
-    return _rows(attn.reshape(B, nh, -1, kh * kw), slot).reshape(B, nh, H, W, kh * kw)
+    # flatten, not reshape(..., -1, ...): a batch of 0 has no size to infer
+    return _rows(attn.flatten(2, 3), slot).reshape(B, nh, H, W, kh * kw)
 
 
 def neighborhood_av_tiled(attn: torch.Tensor, v: torch.Tensor, kh: int, kw: int, dh: int, dw: int) -> torch.Tensor:
@@ -125,4 +126,4 @@ def neighborhood_av_tiled(attn: torch.Tensor, v: torch.Tensor, kh: int, kw: int,
     weights = at.new_zeros(*at.shape[:-1], key_pix.shape[-1]).scatter_(-1, local.expand(B, nh, *local.shape), at)
     vt = _rows(v.reshape(B, nh, H * W, D), key_pix)                     # [B, h, tiles, M, D]
     out = torch.matmul(weights, vt)                                     # [B, h, tiles, Tq, D]
-    return _rows(out.reshape(B, nh, -1, D), slot).reshape(B, nh, H, W, D)
+    return _rows(out.flatten(2, 3), slot).reshape(B, nh, H, W, D)
